@@ -1,0 +1,87 @@
+"""Input validation with errors that name the problem and the fix.
+
+Value checks (finite input, class range) run only on concrete arrays: under
+`jax.jit` the values are not known, so they are checked by the caller's eager
+call or not at all. Shape checks always run.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxsal.params import ModelParams
+
+
+def _concrete(a) -> bool:
+    return not isinstance(a, jax.core.Tracer)
+
+
+def check_input(params: ModelParams, x) -> jax.Array:
+    """`x` must be a floating NHWC batch with the model's channel count."""
+    if not isinstance(params, ModelParams):
+        raise TypeError(
+            "params must be a jaxsal.ModelParams (from jaxsal.init, jaxsal.load or "
+            f"weights_convert.from_torchvision), got {type(params).__name__}"
+        )
+    x = jnp.asarray(x) if _concrete(x) else x
+    c = params.in_channels
+    if x.ndim != 4:
+        hint = " Add a batch axis with x[None]." if x.ndim == 3 else ""
+        raise ValueError(
+            f"x must be a batch of images of shape (N, H, W, {c}) (NHWC), got shape "
+            f"{tuple(x.shape)}.{hint}"
+        )
+    if x.shape[-1] != c:
+        hint = (
+            " It looks like NCHW: transpose with x.transpose(0, 2, 3, 1)."
+            if x.shape[1] == c
+            else ""
+        )
+        raise ValueError(
+            f"x must be NHWC with {c} channels for {type(params.module).__name__}, got shape "
+            f"{tuple(x.shape)}.{hint}"
+        )
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        raise TypeError(
+            f"x must be a floating-point array (normalised like torchvision's inputs), got "
+            f"{x.dtype}; convert with x.astype(jnp.float32)"
+        )
+    if _concrete(x) and not bool(jnp.all(jnp.isfinite(x))):
+        bad = int(np.sum(~np.isfinite(np.asarray(x))))
+        raise ValueError(f"x has {bad} non-finite values (NaN or inf); clean the input first")
+    return x
+
+
+def check_class(params: ModelParams, x: jax.Array, c) -> jax.Array:
+    """`c` is an int or one int per image; returns an int array of shape (N,)."""
+    n = x.shape[0]
+    if _concrete(c):
+        c_np = np.asarray(c)
+        if not np.issubdtype(c_np.dtype, np.integer):
+            raise TypeError(f"class index c must be an int or an int array, got {c_np.dtype}")
+        if c_np.ndim > 1 or (c_np.ndim == 1 and c_np.shape[0] != n):
+            raise ValueError(
+                f"c must be an int or have one entry per image, shape ({n},); got "
+                f"shape {c_np.shape}"
+            )
+        k = params.num_classes
+        if c_np.size and (c_np.min() < 0 or c_np.max() >= k):
+            raise ValueError(
+                f"class index {c_np.min() if c_np.min() < 0 else c_np.max()} is out of range "
+                f"for a model with {k} classes (valid: 0 to {k - 1})"
+            )
+    c = jnp.asarray(c)
+    if not jnp.issubdtype(c.dtype, jnp.integer):
+        raise TypeError(f"class index c must be an int or an int array, got {c.dtype}")
+    if c.ndim == 0:
+        c = jnp.full((n,), c)
+    elif c.shape != (n,):
+        raise ValueError(f"c must be an int or have shape ({n},), got shape {c.shape}")
+    return c
+
+
+def check(params: ModelParams, x, c):
+    x = check_input(params, x)
+    return x, check_class(params, x, c)

@@ -1,0 +1,34 @@
+"""A small VGG-like CNN for the embedded default (CPU-sized digit scenes).
+
+Laid out like torchvision's VGG (`features.i`, `classifier`), so every tool
+that works on the torchvision ports works on it unchanged. Global average
+pooling keeps it usable at any input size.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+
+from jaxsal.models.layers import AdaptiveAvgPool, Flatten, Linear
+from jaxsal.models.vgg import VGGFeatures, conv_indices
+
+
+class SmallCNN(nn.Module):
+    """Five 3x3 convs, three max-pools, global average pooling, one dense layer."""
+
+    num_classes: int = 10
+    beta: float | None = None
+    in_channels: int = 1
+    widths: tuple = (16, "M", 32, "M", 64, "M", 64, 64)
+
+    @nn.compact
+    def __call__(self, x):
+        x = VGGFeatures(self.widths, self.beta, name="features")(x)
+        x = AdaptiveAvgPool(1, name="avgpool")(x)
+        x = Flatten(name="flatten")(x)
+        return Linear(self.num_classes, name="classifier")(x)
+
+    def layer_aliases(self) -> dict[str, str]:
+        idx = conv_indices(self.widths)
+        return {"target": f"features.{idx[-2] + 1}", "last_conv_input": f"features.{idx[-2] + 1}",
+                "last_conv": f"features.{idx[-1] + 1}", "features": "features"}  # fmt: skip

@@ -1,0 +1,96 @@
+"""VGG16 and VGG19 with torchvision's topology and module paths.
+
+`features.i` and `classifier.i` are the indices of torchvision's Sequential
+containers, so `features.33` is relu(conv5_3) of VGG19, the fooling paper's
+target layer (the input of the last conv).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import flax.linen as nn
+
+from jaxsal.models.layers import AdaptiveAvgPool, Conv, Dropout, Flatten, Linear, MaxPool, ReLU
+
+CFGS = {
+    "vgg16": (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"),
+    "vgg19": (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M",
+              512, 512, 512, 512, "M"),
+}  # fmt: skip
+
+
+def conv_indices(cfg):
+    """torchvision Sequential index of each conv and its ReLU; pools take one index."""
+    convs, i = [], 0
+    for v in cfg:
+        if v == "M":
+            i += 1
+        else:
+            convs.append(i)
+            i += 2
+    return convs
+
+
+class VGGFeatures(nn.Module):
+    cfg: tuple
+    beta: float | None = None
+
+    @nn.compact
+    def __call__(self, x):
+        i = 0
+        for v in self.cfg:
+            if v == "M":
+                x = MaxPool(2, 2, name=str(i))(x)
+                i += 1
+            else:
+                x = Conv(v, 3, padding=1, name=str(i))(x)
+                x = ReLU(self.beta, name=str(i + 1))(x)
+                i += 2
+        return x
+
+
+class VGGClassifier(nn.Module):
+    num_classes: int
+    beta: float | None = None
+
+    @nn.compact
+    def __call__(self, x):
+        x = Linear(4096, name="0")(x)
+        x = ReLU(self.beta, name="1")(x)
+        x = Dropout(name="2")(x)
+        x = Linear(4096, name="3")(x)
+        x = ReLU(self.beta, name="4")(x)
+        x = Dropout(name="5")(x)
+        return Linear(self.num_classes, name="6")(x)
+
+
+class VGG(nn.Module):
+    """torchvision VGG (no batch norm). Input NHWC, normalised like torchvision's."""
+
+    cfg: tuple
+    num_classes: int = 1000
+    beta: float | None = None
+    in_channels: int = 3
+
+    @nn.compact
+    def __call__(self, x):
+        x = VGGFeatures(self.cfg, self.beta, name="features")(x)
+        x = AdaptiveAvgPool((7, 7), name="avgpool")(x)
+        x = Flatten(name="flatten")(x)
+        return VGGClassifier(self.num_classes, self.beta, name="classifier")(x)
+
+    def layer_aliases(self) -> dict[str, str]:
+        convs = conv_indices(self.cfg)
+        last_input = f"features.{convs[-2] + 1}"
+        return {
+            "target": last_input,  # input of the last conv = relu of the one before
+            "last_conv_input": last_input,
+            "last_conv": f"features.{convs[-1] + 1}",  # relu of the last conv
+            "features": "features",
+            "pre_logits": "classifier.4",
+        }
+
+
+VGG16 = functools.partial(VGG, CFGS["vgg16"])
+VGG19 = functools.partial(VGG, CFGS["vgg19"])

@@ -1,0 +1,177 @@
+"""Strict conversion of torchvision `state_dict`s into jaxsal `ModelParams`.
+
+The Flax ports use torchvision's module paths as their parameter tree, so a
+tensor `layer4.1.conv2.weight` goes to `params["layer4"]["1"]["conv2"]["kernel"]`
+(transposed OIHW -> HWIO). The expected tensors are derived from the Flax
+model's own parameter shapes; every tensor of the state_dict must be used and
+every parameter of the model filled, with matching shapes, or the conversion
+fails with a list of every offending name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax.traverse_util import flatten_dict, unflatten_dict
+
+from jaxsal.models.registry import TORCHVISION_ARCHITECTURES, build_module
+from jaxsal.params import ModelParams, default_input_shape
+
+# Where each architecture's last dense layer lives (to read num_classes off the weights).
+CLASSIFIER = {
+    "vgg16": "classifier.6",
+    "vgg19": "classifier.6",
+    "resnet18": "fc",
+    "resnet34": "fc",
+    "resnet50": "fc",
+    "densenet121": "classifier",
+    "mobilenet_v2": "classifier.1",
+}
+
+
+class ConversionError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where one torchvision tensor goes: collection, Flax path, and transform."""
+
+    collection: str
+    path: tuple[str, ...]
+    shape: tuple[int, ...]  # torch layout
+    transform: str  # "oihw_to_hwio", "transpose", "copy"
+
+
+def _torch_shape(name: str, shape: tuple[int, ...]) -> tuple[tuple[int, ...], str]:
+    if name == "kernel" and len(shape) == 4:
+        kh, kw, i, o = shape
+        return (o, i, kh, kw), "oihw_to_hwio"
+    if name == "kernel" and len(shape) == 2:
+        return (shape[1], shape[0]), "transpose"
+    return shape, "copy"
+
+
+TORCH_NAMES = {
+    ("params", "kernel"): "weight",
+    ("params", "bias"): "bias",
+    ("params", "scale"): "weight",
+    ("batch_stats", "mean"): "running_mean",
+    ("batch_stats", "var"): "running_var",
+}
+
+
+def expected_tensors(module) -> dict[str, Target]:
+    """torchvision key -> Target, derived from the Flax model's parameter shapes."""
+    shapes = jax.eval_shape(
+        module.init, jax.random.key(0), jnp.zeros(default_input_shape(module, 64))
+    )
+    targets: dict[str, Target] = {}
+    for (collection, *path), leaf in flatten_dict(shapes).items():
+        *mod_path, name = path
+        shape, transform = _torch_shape(name, tuple(leaf.shape))
+        key = ".".join(mod_path) + "." + TORCH_NAMES[(collection, name)]
+        targets[key] = Target(collection, tuple(path), shape, transform)
+    return targets
+
+
+def _to_numpy(t) -> np.ndarray:
+    if hasattr(t, "detach"):
+        t = t.detach().cpu()
+        if str(t.dtype) == "torch.bfloat16":
+            t = t.float()
+        return t.numpy()
+    return np.asarray(t)
+
+
+def load_state_dict(source: str | Path | Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """A state_dict from a mapping or a `.pth` file, as NumPy arrays."""
+    if isinstance(source, (str, Path)):
+        try:
+            import torch
+        except ImportError as e:  # pragma: no cover - depends on the install
+            raise ImportError(
+                "reading .pth files needs torch: pip install 'jaxsal[convert]'"
+            ) from e
+        source = torch.load(Path(source), map_location="cpu", weights_only=True)
+    if not isinstance(source, Mapping):
+        raise ConversionError(
+            f"expected a state_dict (a mapping of names to tensors), got {type(source).__name__}"
+        )
+    if "state_dict" in source and isinstance(source["state_dict"], Mapping):
+        raise ConversionError(
+            "this looks like a training checkpoint; pass checkpoint['state_dict'] instead"
+        )
+    return {k: _to_numpy(v) for k, v in source.items()}
+
+
+def from_torchvision(
+    arch: str,
+    state_dict: str | Path | Mapping[str, Any],
+    *,
+    num_classes: int | None = None,
+    beta: float | None = None,
+    dtype=jnp.float32,
+) -> ModelParams:
+    """Converts a torchvision `state_dict` (mapping or `.pth` path) into `ModelParams`.
+
+    Args:
+      arch: torchvision name: vgg16, vgg19, resnet18, resnet34, resnet50,
+        densenet121 or mobilenet_v2.
+      state_dict: the tensors, e.g. `torchvision.models.resnet50(weights=...).state_dict()`.
+      num_classes: read from the classifier's weight when None.
+      beta: optional beta-smoothing of the converted model's ReLUs.
+      dtype: dtype of the converted arrays (jnp.float64 needs jax_enable_x64).
+
+    Raises:
+      ConversionError: listing every missing, unexpected or wrongly shaped tensor.
+    """
+    if arch not in TORCHVISION_ARCHITECTURES:
+        raise ConversionError(
+            f'unknown torchvision architecture "{arch}"; known: {", ".join(TORCHVISION_ARCHITECTURES)}'
+        )
+    sd = load_state_dict(state_dict)
+    if num_classes is None:
+        w = sd.get(CLASSIFIER[arch] + ".weight")
+        num_classes = int(w.shape[0]) if w is not None and w.ndim == 2 else None
+    module = build_module(arch, num_classes=num_classes, beta=beta)
+    targets = expected_tensors(module)
+
+    problems = []
+    counters = {k for k in sd if k.endswith(".num_batches_tracked")}
+    for k in sorted(counters):
+        if k.rsplit(".", 1)[0] + ".running_mean" not in targets:
+            problems.append(f"unexpected: {k} {tuple(sd[k].shape)}")
+    for k in sorted(set(sd) - set(targets) - counters):
+        problems.append(f"unexpected (in checkpoint, not in model): {k} {tuple(sd[k].shape)}")
+    for k in sorted(set(targets) - set(sd)):
+        problems.append(f"missing (in model, not in checkpoint): {k} {targets[k].shape}")
+    for k in sorted(set(targets) & set(sd)):
+        if tuple(sd[k].shape) != targets[k].shape:
+            problems.append(
+                f"wrong shape: {k} is {tuple(sd[k].shape)} in the checkpoint, "
+                f"the model needs {targets[k].shape}"
+            )
+    if problems:
+        raise ConversionError(
+            f"the state_dict does not fit {arch} ({len(problems)} problems):\n  "
+            + "\n  ".join(problems)
+        )
+
+    flat = {}
+    for k, t in targets.items():
+        a = sd[k]
+        if t.transform == "oihw_to_hwio":
+            a = a.transpose(2, 3, 1, 0)
+        elif t.transform == "transpose":
+            a = a.T
+        flat[(t.collection, *t.path)] = jnp.asarray(a, dtype)
+    variables = unflatten_dict(flat)
+    params = variables.pop("params")
+    return ModelParams(module=module, params=params, state=variables)
