@@ -5,7 +5,7 @@ with `params` a `ModelParams` (from `init`, `load` or
 `weights_convert.from_torchvision`), `x` an NHWC batch and `c` the class.
 """
 
-from jaxsal import models, postprocess
+from jaxsal import fooling, models, postprocess
 from jaxsal.checkpoint import load, save
 from jaxsal.forward import LayerNotFoundError, features, layer_names, logits
 from jaxsal.interpreters import (
@@ -29,6 +29,7 @@ __all__ = [
     "ModelParams",
     "deconvnet",
     "features",
+    "fooling",
     "gradcam",
     "guided_backprop",
     "guided_gradcam",

@@ -1,0 +1,49 @@
+"""Building blocks of the fooling study (Heo et al. 2019): penalties, test losses, FSR, AOPC.
+
+`penalties` holds the fooling losses `L_F` (Location, Top-k, Center-mass,
+Active) on NHWC heatmaps (N, h, w, 1); `metrics` the per-image test losses,
+Spearman rank correlation and the Fooling Success Rate; `perturbation` the
+region-perturbation curves and AOPC of Samek et al. (2017).
+"""
+
+from jaxsal.fooling.metrics import (
+    FSR_INTERVALS,
+    active_test_loss,
+    center_mass_score,
+    fooling_success_rate,
+    location_test_loss,
+    rankdata,
+    spearman,
+    topk_test_loss,
+)
+from jaxsal.fooling.penalties import (
+    active_penalty,
+    center_mass_penalty,
+    center_of_mass,
+    center_shift,
+    location_mask,
+    location_penalty,
+    topk_penalty,
+)
+from jaxsal.fooling.perturbation import aopc, perturbation_curve, region_relevance
+
+__all__ = [
+    "FSR_INTERVALS",
+    "active_penalty",
+    "active_test_loss",
+    "aopc",
+    "center_mass_penalty",
+    "center_mass_score",
+    "center_of_mass",
+    "center_shift",
+    "fooling_success_rate",
+    "location_mask",
+    "location_penalty",
+    "location_test_loss",
+    "perturbation_curve",
+    "rankdata",
+    "region_relevance",
+    "spearman",
+    "topk_penalty",
+    "topk_test_loss",
+]

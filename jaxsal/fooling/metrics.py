@@ -1,0 +1,197 @@
+"""Per-image test losses and the Fooling Success Rate of Heo et al. (2019).
+
+The FSR of a fooled model is the share of images whose test loss `t_i` lies in
+an interval `R_I`: `FSR = mean_i 1[t_i in R_I]`. The test losses are the
+penalties of `jaxsal.fooling.penalties` on one image, except for Center-mass
+(the shift of the centre of mass normalised by the map's diagonal, in [0, 1])
+and Active (Spearman rank correlation between the fooled map of one class and
+the original map of the other, averaged over the two swaps). The array
+functions are jitted, as they run over whole validation sets.
+
+References:
+  Heo, Joo and Moon. Fooling Neural Network Interpretations via Adversarial
+  Model Manipulation. NeurIPS 2019, section 4.2 and appendix C.
+  https://arxiv.org/abs/1902.02041
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+
+from jaxsal.fooling.penalties import (
+    center_shift,
+    check_pair,
+    location_penalty,
+    topk_penalty,
+)
+
+# R_I as read from the paper (section 4.2); not confirmable from the authors' code.
+FSR_INTERVALS: dict[str, tuple[float, float]] = {
+    "location": (0.0, 0.2),
+    "topk": (0.0, 0.3),
+    "center_mass": (0.1, 1.0),
+    "active": (0.5, 1.0),
+}
+
+
+@jax.jit
+def rankdata(a: jax.Array) -> jax.Array:
+    """Ranks 1..n along the last axis, tied values sharing their average rank.
+
+    Matches `scipy.stats.rankdata(a, method="average", axis=-1)` for finite
+    input; O(n log n) (a sort and two binary searches), so it suits
+    224x224 input-level maps.
+
+    Args:
+      a: any array; ranked along its last axis.
+
+    Returns:
+      Float ranks of the same shape.
+    """
+    a = jnp.asarray(a)
+    dtype = jnp.result_type(a.dtype, jnp.float32)
+    flat = a.reshape(-1, a.shape[-1])
+
+    def one(v):
+        s = jnp.sort(v)
+        below = jnp.searchsorted(s, v, side="left")
+        upto = jnp.searchsorted(s, v, side="right")
+        return (below + upto + 1).astype(dtype) / 2
+
+    return jax.vmap(one)(flat).reshape(a.shape)
+
+
+@jax.jit
+def spearman(a: jax.Array, b: jax.Array) -> jax.Array:
+    """Spearman rank correlation per sample: Pearson correlation of average ranks.
+
+    Each sample's values (all axes but the first) are flattened. A constant
+    sample gives NaN, as `scipy.stats.spearmanr` does.
+
+    Args:
+      a: shape (N, ...).
+      b: same shape as `a`.
+
+    Returns:
+      Shape (N,), values in [-1, 1].
+
+    References:
+      Spearman, The proof and measurement of association between two things,
+      1904; Heo et al. 2019, section 4.2 (Active fooling test loss).
+    """
+    a, b = jnp.asarray(a), jnp.asarray(b)
+    if a.shape != b.shape or a.ndim < 2:
+        raise ValueError(
+            f"spearman needs two batches of the same shape (N, ...), got {a.shape} and {b.shape}"
+        )
+    n = a.shape[0]
+    # Average ranks always have mean (m + 1) / 2: subtracting it exactly keeps a
+    # constant sample at 0 / 0 = NaN instead of rounding noise.
+    mid = (a[0].size + 1) / 2
+    ra = rankdata(a.reshape(n, -1)) - mid
+    rb = rankdata(b.reshape(n, -1)) - mid
+    return (ra * rb).sum(axis=1) / jnp.sqrt((ra**2).sum(axis=1) * (rb**2).sum(axis=1))
+
+
+def location_test_loss(h: jax.Array, **kwargs) -> jax.Array:
+    """Per-image Location test loss: `location_penalty(h, reduction="none", **kwargs)`, (N,)."""
+    return location_penalty(h, reduction="none", **kwargs)
+
+
+@partial(jax.jit, static_argnames="fraction")
+def topk_test_loss(h: jax.Array, h_orig: jax.Array, *, fraction: float = 0.1) -> jax.Array:
+    """Per-image Top-k test loss: `topk_penalty(..., reduction="none")`, shape (N,)."""
+    return topk_penalty(h, h_orig, fraction=fraction, reduction="none")
+
+
+@jax.jit
+def center_mass_score(h: jax.Array, h_orig: jax.Array) -> jax.Array:
+    """Per-image Center-mass test loss: the centre shift over the map's diagonal.
+
+    `sqrt(dh^2 + dw^2) / sqrt((H - 1)^2 + (W - 1)^2)`, which is the SPEC's
+    `sqrt((dh^2 + dw^2) / 2) / (W - 1)` for square maps (the paper's case) and
+    stays in [0, 1] for any map.
+
+    Args:
+      h: heatmaps of the fooled model, shape (N, H, W, 1).
+      h_orig: heatmaps of the original model, same shape.
+
+    Returns:
+      Shape (N,), values in [0, 1].
+
+    References:
+      Heo et al. 2019, section 4.2.
+    """
+    h, h_orig = check_pair(h, h_orig)
+    _, height, width, _ = h.shape
+    if height < 2 or width < 2:
+        raise ValueError(f"center_mass_score needs maps of at least 2x2, got {height}x{width}")
+    d = center_shift(h, h_orig)
+    diag = ((height - 1) ** 2 + (width - 1) ** 2) ** 0.5
+    # sqrt has an infinite derivative at 0; the score is a metric, but keep grads finite.
+    sq = (d**2).sum(axis=1)
+    safe = jnp.where(sq > 0, sq, 1.0)
+    return jnp.where(sq > 0, jnp.sqrt(safe), 0.0) / diag
+
+
+@jax.jit
+def active_test_loss(
+    h_c1: jax.Array, h_c2: jax.Array, h_c1_orig: jax.Array, h_c2_orig: jax.Array
+) -> jax.Array:
+    """Per-image Active test loss: rank correlation with the swapped original maps.
+
+    `0.5 * [spearman(h_c1, h_c2_orig) + spearman(h_c2, h_c1_orig)]`; the paper
+    reports the two swaps separately (FSR for c1 and for c2): call `spearman`
+    on one pair for that.
+
+    Args:
+      h_c1: fooled model's heatmaps for class c1, shape (N, H, W, 1).
+      h_c2: fooled model's heatmaps for class c2, same shape.
+      h_c1_orig: original model's heatmaps for class c1, same shape.
+      h_c2_orig: original model's heatmaps for class c2, same shape.
+
+    Returns:
+      Shape (N,), values in [-1, 1]; 1 for a perfect swap.
+
+    References:
+      Heo et al. 2019, section 4.2.
+    """
+    h_c1, h_c2_orig = check_pair(h_c1, h_c2_orig, ("h_c1", "h_c2_orig"))
+    h_c2, h_c1_orig = check_pair(h_c2, h_c1_orig, ("h_c2", "h_c1_orig"))
+    return 0.5 * (spearman(h_c1, h_c2_orig) + spearman(h_c2, h_c1_orig))
+
+
+def fooling_success_rate(losses: jax.Array, interval: str | Sequence[float]) -> jax.Array:
+    """Fooling Success Rate: share of test losses inside the closed interval R_I.
+
+    NaN losses (e.g. the rank correlation of a constant map) count as failures.
+
+    Args:
+      losses: per-image test losses, any shape.
+      interval: (low, high), or a fooling name from `FSR_INTERVALS`
+        ("location", "topk", "center_mass", "active").
+
+    Returns:
+      A scalar in [0, 1].
+
+    References:
+      Heo et al. 2019, eq. (6).
+    """
+    if isinstance(interval, str):
+        if interval not in FSR_INTERVALS:
+            raise ValueError(
+                f'unknown fooling "{interval}" for the FSR interval; use one of '
+                f"{', '.join(FSR_INTERVALS)} or pass (low, high)"
+            )
+        interval = FSR_INTERVALS[interval]
+    if len(interval) != 2 or not interval[0] <= interval[1]:
+        raise ValueError(f"interval must be (low, high) with low <= high, got {interval}")
+    t = jnp.asarray(losses)
+    if t.size == 0:
+        raise ValueError("fooling_success_rate needs at least one test loss, got none")
+    lo, hi = interval
+    return ((t >= lo) & (t <= hi)).mean()
