@@ -21,10 +21,30 @@ META = "jaxsal.json"
 
 
 def save(path: str | Path, params: ModelParams, *, overwrite: bool = False) -> Path:
-    """Writes `params` to the directory `path` (refuses to overwrite unless asked)."""
+    """Writes `params` to the directory `path` as an orbax checkpoint plus `jaxsal.json`.
+
+    Args:
+      path: the checkpoint directory; it must not exist unless `overwrite`.
+      params: the model to save.
+      overwrite: replace an existing jaxsal checkpoint (or empty directory) at
+        `path`. Anything else that exists there is never replaced.
+
+    Returns:
+      The absolute path written.
+
+    Raises:
+      FileExistsError: if `path` exists (and `overwrite` is False, or it is not
+        a jaxsal checkpoint).
+    """
     path = Path(path).absolute()
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True or choose a new path")
+    empty_dir = path.is_dir() and not any(path.iterdir())
+    if path.exists() and not (path / META).is_file() and not empty_dir:
+        raise FileExistsError(
+            f"{path} exists and is not a jaxsal checkpoint (no {META}); refusing to replace it. "
+            "Remove it yourself or choose a new path"
+        )
     arrays = {"params": params.params, "state": params.state}
     with ocp.StandardCheckpointer() as ckpt:
         ckpt.save(path / "arrays", arrays, force=overwrite)
@@ -39,7 +59,14 @@ def save(path: str | Path, params: ModelParams, *, overwrite: bool = False) -> P
 
 
 def load(path: str | Path) -> ModelParams:
-    """Loads a checkpoint written by `jaxsal.save` or `python -m weights_convert`."""
+    """Loads a checkpoint written by `jaxsal.save` or `python -m weights_convert`.
+
+    Args:
+      path: the checkpoint directory.
+
+    Returns:
+      The `ModelParams` (arrays as NumPy arrays, in the dtype they were saved in).
+    """
     path = Path(path).absolute()
     meta_file = path / META
     if not meta_file.exists():

@@ -119,7 +119,8 @@ def layer_names(params: ModelParams, input_shape: tuple[int, ...] | None = None)
         with nn.intercept_methods(collect):
             return params.module.apply(params.variables, x)
 
-    jax.eval_shape(run, jax.ShapeDtypeStruct(shape, jnp.float32))
+    dtype = jax.tree.leaves(params.params)[0].dtype  # conv refuses mixed dtypes
+    jax.eval_shape(run, jax.ShapeDtypeStruct(shape, dtype))
     return names
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
+import jax
 import jax.numpy as jnp
 
 import jaxsal
@@ -12,6 +14,7 @@ from weights_convert.torchvision import ConversionError, from_torchvision
 
 
 def main(argv=None) -> int:
+    """Runs the converter; returns the exit status (0 written, 2 refused or failed)."""
     p = argparse.ArgumentParser(
         prog="python -m weights_convert",
         description="Convert a torchvision state_dict (.pth) into a jaxsal orbax checkpoint.",
@@ -22,6 +25,15 @@ def main(argv=None) -> int:
     p.add_argument("--dtype", default="float32", choices=["float32", "float64", "bfloat16"])
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
     args = p.parse_args(argv)
+    # Refuse before the (slow) conversion, and name the CLI flag rather than save()'s argument.
+    if Path(args.output).exists() and not args.overwrite:
+        print(
+            f"error: {args.output} exists; pass --overwrite to replace it or choose a new path",
+            file=sys.stderr,
+        )
+        return 2
+    if args.dtype == "float64":
+        jax.config.update("jax_enable_x64", True)  # otherwise JAX silently keeps float32
     try:
         params = from_torchvision(args.arch, args.input, dtype=jnp.dtype(args.dtype))
         path = jaxsal.save(args.output, params, overwrite=args.overwrite)

@@ -36,7 +36,7 @@ CLASSIFIER = {
 
 
 class ConversionError(ValueError):
-    pass
+    """A state_dict that does not fit the architecture (the message lists every problem)."""
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,19 @@ def _to_numpy(t) -> np.ndarray:
 
 
 def load_state_dict(source: str | Path | Mapping[str, Any]) -> dict[str, np.ndarray]:
-    """A state_dict from a mapping or a `.pth` file, as NumPy arrays."""
+    """A state_dict from a mapping or a `.pth` file, as NumPy arrays.
+
+    Args:
+      source: a mapping of names to tensors (or arrays), or the path of a file
+        written by `torch.save(model.state_dict(), path)`.
+
+    Returns:
+      The tensors as NumPy arrays, keyed by their torchvision names.
+
+    Raises:
+      ConversionError: if `source` is not a flat mapping of tensors (a training
+        checkpoint, a pickled whole model).
+    """
     if isinstance(source, (str, Path)):
         try:
             import torch
@@ -99,14 +111,27 @@ def load_state_dict(source: str | Path | Mapping[str, Any]) -> dict[str, np.ndar
             raise ImportError(
                 "reading .pth files needs torch: pip install 'jaxsal[convert]'"
             ) from e
-        source = torch.load(Path(source), map_location="cpu", weights_only=True)
+        path = Path(source)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} does not exist (expected a .pth state_dict file)")
+        try:
+            source = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # torch raises UnpicklingError, RuntimeError, ... for bad files
+            raise ConversionError(
+                f"could not read {path} as a state_dict ({type(e).__name__}: "
+                f"{str(e).splitlines()[0] if str(e) else ''}). Save the weights with "
+                "torch.save(model.state_dict(), path), not the whole model."
+            ) from e
     if not isinstance(source, Mapping):
         raise ConversionError(
             f"expected a state_dict (a mapping of names to tensors), got {type(source).__name__}"
         )
-    if "state_dict" in source and isinstance(source["state_dict"], Mapping):
+    nested = [k for k, v in source.items() if isinstance(v, Mapping)]
+    if nested:
+        inner = "state_dict" if "state_dict" in nested else nested[0]
         raise ConversionError(
-            "this looks like a training checkpoint; pass checkpoint['state_dict'] instead"
+            f"this looks like a training checkpoint (mappings under {', '.join(map(repr, nested))}), "
+            f"not a state_dict; pass checkpoint[{inner!r}] instead"
         )
     return {k: _to_numpy(v) for k, v in source.items()}
 
@@ -136,6 +161,11 @@ def from_torchvision(
         raise ConversionError(
             f'unknown torchvision architecture "{arch}"; known: {", ".join(TORCHVISION_ARCHITECTURES)}'
         )
+    if jnp.dtype(dtype) == jnp.float64 and not jax.config.jax_enable_x64:
+        raise ConversionError(
+            "dtype float64 needs 64-bit JAX: call jax.config.update('jax_enable_x64', True) "
+            "first, or convert to float32"
+        )
     sd = load_state_dict(state_dict)
     if num_classes is None:
         w = sd.get(CLASSIFIER[arch] + ".weight")
@@ -145,10 +175,10 @@ def from_torchvision(
 
     problems = []
     counters = {k for k in sd if k.endswith(".num_batches_tracked")}
-    for k in sorted(counters):
-        if k.rsplit(".", 1)[0] + ".running_mean" not in targets:
-            problems.append(f"unexpected: {k} {tuple(sd[k].shape)}")
-    for k in sorted(set(sd) - set(targets) - counters):
+    # BatchNorm's step counter is not a weight: skip it where the model has that BatchNorm.
+    ignored = {k for k in counters if k.rsplit(".", 1)[0] + ".running_mean" in targets}
+    unexpected = sorted(set(sd) - set(targets) - ignored)
+    for k in unexpected:
         problems.append(f"unexpected (in checkpoint, not in model): {k} {tuple(sd[k].shape)}")
     for k in sorted(set(targets) - set(sd)):
         problems.append(f"missing (in model, not in checkpoint): {k} {targets[k].shape}")
@@ -159,9 +189,18 @@ def from_torchvision(
                 f"the model needs {targets[k].shape}"
             )
     if problems:
+        hint = ""
+        if unexpected and all(k.startswith("module.") for k in unexpected):
+            hint = (
+                "\nEvery unexpected name starts with 'module.' (a DataParallel model): strip "
+                "it with {k.removeprefix('module.'): v for k, v in state_dict.items()}."
+            )
         raise ConversionError(
-            f"the state_dict does not fit {arch} ({len(problems)} problems):\n  "
+            f"the state_dict does not fit {arch} ({len(problems)} problem"
+            + ("s" * (len(problems) != 1))
+            + "):\n  "
             + "\n  ".join(problems)
+            + hint
         )
 
     flat = {}
