@@ -21,8 +21,10 @@ from jaxsal.interpreters.gradient import simple_grad
 
 
 def noise_stdev(x, noise_level, stdev):
+    """The noise stdev per image, shape (N, 1, 1, 1): absolute (scalar or per image) or relative."""
     if stdev is not None:
-        return jnp.asarray(stdev, x.dtype)
+        s = jnp.reshape(jnp.asarray(stdev, x.dtype), (-1, 1, 1, 1))
+        return jnp.broadcast_to(s, (x.shape[0], 1, 1, 1))
     rng = x.max(axis=(1, 2, 3), keepdims=True) - x.min(axis=(1, 2, 3), keepdims=True)
     return noise_level * rng
 
@@ -58,7 +60,7 @@ def smoothgrad(
       key: PRNG key for the noise (required).
       samples: number of noisy copies (50, as in the sanity-checks paper).
       noise_level: noise stdev as a fraction of each image's value range (0.15).
-      stdev: absolute noise stdev; overrides `noise_level`.
+      stdev: absolute noise stdev, a scalar or one per image; overrides `noise_level`.
       base: the interpreter to smooth (default SimpleGrad).
       chunk: samples per pass (None: all at once).
     """
@@ -76,4 +78,4 @@ def vargrad(
     Arguments as for `smoothgrad`; 25 samples by default.
     """
     attrs = noisy_attributions(params, x, c, key, base, samples, noise_level, stdev, chunk)
-    return jnp.mean(attrs**2, axis=0) - jnp.mean(attrs, axis=0) ** 2
+    return jnp.var(attrs, axis=0)  # two-pass: never negative, unlike E[a^2] - E[a]^2
