@@ -18,8 +18,14 @@ def _concrete(a) -> bool:
     return not isinstance(a, jax.core.Tracer)
 
 
+def _all_finite(x) -> bool:
+    # Eagerly, also when a concrete x is closed over inside an outer jit (else a tracer).
+    with jax.ensure_compile_time_eval():
+        return bool(jnp.all(jnp.isfinite(x)))
+
+
 def check_input(params: ModelParams, x) -> jax.Array:
-    """`x` must be a floating NHWC batch with the model's channel count."""
+    """`x` must be a finite floating NHWC batch with the model's channels and dtype."""
     if not isinstance(params, ModelParams):
         raise TypeError(
             "params must be a jaxsal.ModelParams (from jaxsal.init, jaxsal.load or "
@@ -48,7 +54,14 @@ def check_input(params: ModelParams, x) -> jax.Array:
             f"x must be a floating-point array (normalised like torchvision's inputs), got "
             f"{x.dtype}; convert with x.astype(jnp.float32)"
         )
-    if _concrete(x) and not bool(jnp.all(jnp.isfinite(x))):
+    leaves = jax.tree.leaves(params.params)
+    if leaves and leaves[0].dtype != x.dtype:
+        dt = leaves[0].dtype
+        raise TypeError(
+            f"x is {x.dtype} but the model's parameters are {dt} (convolutions refuse mixed "
+            f"dtypes); convert with x.astype(jnp.{dt}) or params.astype(jnp.{x.dtype})"
+        )
+    if _concrete(x) and not _all_finite(x):
         bad = int(np.sum(~np.isfinite(np.asarray(x))))
         raise ValueError(f"x has {bad} non-finite values (NaN or inf); clean the input first")
     return x
@@ -83,5 +96,6 @@ def check_class(params: ModelParams, x: jax.Array, c) -> jax.Array:
 
 
 def check(params: ModelParams, x, c):
+    """Both checks; returns `(x, c)` with `c` of shape (N,)."""
     x = check_input(params, x)
     return x, check_class(params, x, c)

@@ -85,7 +85,8 @@ def init(
 
 def init_module(module: nn.Module, key: jax.Array, *, dtype=jnp.float32) -> ModelParams:
     # A small input suffices: every model pools adaptively before its dense layers.
-    x = jnp.zeros(default_input_shape(module, 64), dtype)
+    # The initialisers' default float (float64 under jax_enable_x64) for x too; cast after.
+    x = jnp.zeros(default_input_shape(module, 64), jnp.result_type(float))
     variables = jax.jit(module.init)(key, x)
     variables = jax.tree.map(lambda a: jnp.asarray(a, dtype), variables)
     params = variables.pop("params")
