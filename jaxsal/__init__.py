@@ -5,7 +5,7 @@ with `params` a `ModelParams` (from `init`, `load` or
 `weights_convert.from_torchvision`), `x` an NHWC batch and `c` the class.
 """
 
-from jaxsal import fooling, models, postprocess
+from jaxsal import data, fooling, models, postprocess, training
 from jaxsal.checkpoint import load, save
 from jaxsal.forward import LayerNotFoundError, features, layer_names, logits
 from jaxsal.interpreters import (
@@ -28,6 +28,7 @@ __all__ = [
     "LayerNotFoundError",
     "ModelParams",
     "deconvnet",
+    "data",
     "features",
     "fooling",
     "gradcam",
@@ -44,6 +45,7 @@ __all__ = [
     "save",
     "simple_grad",
     "simple_grad_t",
+    "training",
     "smoothgrad",
     "vargrad",
 ]
