@@ -45,8 +45,8 @@ def random_torchvision(arch: str, seed: int = 0):
     """A torchvision model with random weights (BatchNorm statistics randomised), converted."""
     import torch
 
-    from tests.torch_ref import torch_model
     from weights_convert import from_torchvision
+    from weights_convert.torch_reference import torch_model
 
     model = torch_model(arch, num_classes=1000, seed=seed, dtype=torch.float32)
     return from_torchvision(arch, model.state_dict(), dtype=jnp.float32)

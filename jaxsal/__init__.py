@@ -21,6 +21,7 @@ from jaxsal.interpreters import (
     smoothgrad,
     vargrad,
 )
+from jaxsal.lrp import lrp
 from jaxsal.params import ModelParams, init
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "layer_names",
     "load",
     "logits",
+    "lrp",
     "models",
     "postprocess",
     "save",
