@@ -36,15 +36,6 @@ REPO = Path(__file__).resolve().parents[1]
 logits = jax.jit(jaxsal.logits)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """torch on one thread: on a shared 2-core machine its thread pool spins (7x slower)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def images() -> np.ndarray:
     """Two NHWC float64 images, normalised-input scale."""

@@ -84,15 +84,6 @@ features = jax.jit(jaxsal.features, static_argnums=2)
 logits = jax.jit(jaxsal.logits)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """torch on one thread: on a shared 2-core machine its thread pool spins (7x slower)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def images() -> np.ndarray:
     return np.random.default_rng(1).normal(size=(2, SIZE, SIZE, 3))
