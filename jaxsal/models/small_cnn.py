@@ -10,7 +10,7 @@ from __future__ import annotations
 import flax.linen as nn
 
 from jaxsal.models.layers import AdaptiveAvgPool, Flatten, Linear
-from jaxsal.models.vgg import VGGFeatures, conv_indices
+from jaxsal.models.vgg import VGGFeatures, feature_aliases
 
 
 class SmallCNN(nn.Module):
@@ -29,6 +29,4 @@ class SmallCNN(nn.Module):
         return Linear(self.num_classes, name="classifier")(x)
 
     def layer_aliases(self) -> dict[str, str]:
-        idx = conv_indices(self.widths)
-        return {"target": f"features.{idx[-2] + 1}", "last_conv_input": f"features.{idx[-2] + 1}",
-                "last_conv": f"features.{idx[-1] + 1}", "features": "features"}  # fmt: skip
+        return feature_aliases(self.widths)

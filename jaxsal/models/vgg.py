@@ -32,6 +32,16 @@ def conv_indices(cfg):
     return convs
 
 
+def feature_aliases(cfg) -> dict[str, str]:
+    """Aliases of a VGG-style `features` stack; `target` is the input of the last conv."""
+    convs = conv_indices(cfg)
+    aliases = {"last_conv": f"features.{convs[-1] + 1}", "features": "features"}
+    if len(convs) > 1:  # the relu before the last conv; a one-conv net has only its output
+        aliases["last_conv_input"] = f"features.{convs[-2] + 1}"
+    aliases["target"] = aliases.get("last_conv_input", aliases["last_conv"])
+    return aliases
+
+
 class VGGFeatures(nn.Module):
     cfg: tuple
     beta: float | None = None
@@ -81,15 +91,7 @@ class VGG(nn.Module):
         return VGGClassifier(self.num_classes, self.beta, name="classifier")(x)
 
     def layer_aliases(self) -> dict[str, str]:
-        convs = conv_indices(self.cfg)
-        last_input = f"features.{convs[-2] + 1}"
-        return {
-            "target": last_input,  # input of the last conv = relu of the one before
-            "last_conv_input": last_input,
-            "last_conv": f"features.{convs[-1] + 1}",  # relu of the last conv
-            "features": "features",
-            "pre_logits": "classifier.4",
-        }
+        return {**feature_aliases(self.cfg), "pre_logits": "classifier.4"}
 
 
 VGG16 = functools.partial(VGG, CFGS["vgg16"])
