@@ -157,17 +157,12 @@ class EpsilonPlus(Composite):
 
 
 @dataclass(frozen=True)
-class EpsilonPlusFlat(Composite):
+class EpsilonPlusFlat(EpsilonPlus):
     """`EpsilonPlus` with the flat rule on the first conv/dense layer (Zennit's)."""
 
-    epsilon: float = 1e-6
-    stabilizer: float = 1e-6
-    layer_map: tuple = ()
-
     def maps(self):
-        rules = ((Convolution, ZPlus(self.stabilizer)), (Dense, Epsilon(self.epsilon)))
-        first = ((AnyLinear, Flat(self.stabilizer)),)
-        return (), first, self.layer_map + layer_map_base(self.stabilizer) + rules
+        names, _, layers = super().maps()
+        return names, ((AnyLinear, Flat(self.stabilizer)),), layers
 
 
 @dataclass(frozen=True)
