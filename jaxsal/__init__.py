@@ -5,7 +5,7 @@ with `params` a `ModelParams` (from `init`, `load` or
 `weights_convert.from_torchvision`), `x` an NHWC batch and `c` the class.
 """
 
-from jaxsal import data, fooling, models, postprocess, training
+from jaxsal import data, explainers, fooling, models, pointing, postprocess, training
 from jaxsal.checkpoint import load, save
 from jaxsal.forward import LayerNotFoundError, features, layer_names, logits
 from jaxsal.interpreters import (
@@ -28,8 +28,9 @@ __all__ = [
     "Interpreter",
     "LayerNotFoundError",
     "ModelParams",
-    "deconvnet",
     "data",
+    "deconvnet",
+    "explainers",
     "features",
     "fooling",
     "gradcam",
@@ -43,6 +44,7 @@ __all__ = [
     "logits",
     "lrp",
     "models",
+    "pointing",
     "postprocess",
     "save",
     "simple_grad",

@@ -1,9 +1,11 @@
-"""Building blocks of the fooling study (Heo et al. 2019): penalties, test losses, FSR, AOPC.
+"""The fooling study (Heo et al. 2019): penalties, objective, trainer, test losses, FSR, AOPC.
 
 `penalties` holds the fooling losses `L_F` (Location, Top-k, Center-mass,
 Active) on NHWC heatmaps (N, h, w, 1); `metrics` the per-image test losses,
 Spearman rank correlation and the Fooling Success Rate; `perturbation` the
-region-perturbation curves and AOPC of Samek et al. (2017).
+region-perturbation curves and AOPC of Samek et al. (2017); `objective` the
+fooling objective `CE + lambda * L_F` as a pure function of (params, original
+params, batch); `trainer` the jitted, data-parallel, checkpointed fine-tuning.
 """
 
 from jaxsal.fooling.metrics import (
@@ -16,6 +18,7 @@ from jaxsal.fooling.metrics import (
     spearman,
     topk_test_loss,
 )
+from jaxsal.fooling.objective import Fooling, fooling_heatmap, test_losses
 from jaxsal.fooling.penalties import (
     active_penalty,
     center_mass_penalty,
@@ -26,8 +29,16 @@ from jaxsal.fooling.penalties import (
     topk_penalty,
 )
 from jaxsal.fooling.perturbation import aopc, perturbation_curve, region_relevance
+from jaxsal.fooling.trainer import fine_tune, make_mesh, make_step, shard_batch
 
 __all__ = [
+    "Fooling",
+    "fine_tune",
+    "fooling_heatmap",
+    "make_mesh",
+    "make_step",
+    "shard_batch",
+    "test_losses",
     "FSR_INTERVALS",
     "active_penalty",
     "active_test_loss",
