@@ -5,7 +5,7 @@ with `params` a `ModelParams` (from `init`, `load` or
 `weights_convert.from_torchvision`), `x` an NHWC batch and `c` the class.
 """
 
-from jaxsal import data, explainers, fooling, models, pointing, postprocess, training
+from jaxsal import data, explainers, fooling, models, pointing, postprocess, sanity, training
 from jaxsal.checkpoint import load, save
 from jaxsal.forward import LayerNotFoundError, features, layer_names, logits
 from jaxsal.interpreters import (
@@ -46,6 +46,7 @@ __all__ = [
     "models",
     "pointing",
     "postprocess",
+    "sanity",
     "save",
     "simple_grad",
     "simple_grad_t",
