@@ -5,7 +5,18 @@ with `params` a `ModelParams` (from `init`, `load` or
 `weights_convert.from_torchvision`), `x` an NHWC batch and `c` the class.
 """
 
-from jaxsal import data, explainers, fooling, models, pointing, postprocess, sanity, training
+from jaxsal import (
+    data,
+    explainers,
+    fooling,
+    metrics,
+    models,
+    pointing,
+    postprocess,
+    sanity,
+    training,
+    trust,
+)
 from jaxsal.checkpoint import load, save
 from jaxsal.forward import LayerNotFoundError, features, layer_names, logits
 from jaxsal.interpreters import (
@@ -43,6 +54,7 @@ __all__ = [
     "load",
     "logits",
     "lrp",
+    "metrics",
     "models",
     "pointing",
     "postprocess",
@@ -51,6 +63,7 @@ __all__ = [
     "simple_grad",
     "simple_grad_t",
     "training",
+    "trust",
     "smoothgrad",
     "vargrad",
 ]
