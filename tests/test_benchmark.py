@@ -1,0 +1,89 @@
+"""The throughput benchmark's smoke test, and the patch convolution against XLA's in float64."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+from jax.test_util import check_grads
+
+import jaxsal
+from jaxsal.models.layers import conv_backend, patch_conv, use_conv_backend
+
+# (kernel, stride, padding, input size): torchvision's conv shapes, odd and even sizes.
+CONVS = [(3, 1, 1, 7), (3, 2, 1, 8), (1, 2, 0, 7), (7, 2, 3, 11), (1, 1, 0, 5), (2, 2, 0, 6)]
+
+
+def xla_conv(x, w, stride, pad):
+    return lax.conv_general_dilated(
+        x, w, (stride, stride), ((pad, pad), (pad, pad)),
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("k,stride,pad,size", CONVS)
+def test_patch_conv_derivatives_match_xla(k, stride, pad, size):
+    rng = np.random.default_rng(k * 10 + size)
+    x = jnp.asarray(rng.standard_normal((2, size, size, 3)))
+    w = jnp.asarray(rng.standard_normal((k, k, 3, 4)))
+    ours = lambda x, w: patch_conv(x, w, (stride, stride), ((pad, pad), (pad, pad)), (1, 1))  # noqa: E731
+    ref = lambda x, w: xla_conv(x, w, stride, pad)  # noqa: E731
+    np.testing.assert_array_equal(ours(x, w), ref(x, w))
+    g = jnp.asarray(rng.standard_normal(ref(x, w).shape))
+    for a, b in zip(jax.vjp(ours, x, w)[1](g), jax.vjp(ref, x, w)[1](g)):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+    def second(conv):  # d/d(x, w) of a function of d/dw: the fooling step's shape
+        inner = jax.grad(lambda x, w: jnp.sum(jnp.cos(conv(x, w))), argnums=1)
+        return jax.grad(lambda x, w: jnp.sum(jnp.sin(inner(x, w))), argnums=(0, 1))(x, w)
+
+    for a, b in zip(second(ours), second(ref)):
+        np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-11)
+    check_grads(ours, (x, w), order=2, modes=("rev",))
+
+
+def test_conv_backend_leaves_model_gradients_unchanged():
+    params = jaxsal.init("small_cnn", jax.random.key(0), dtype=jnp.float64)
+    x = jax.random.normal(jax.random.key(1), (2, 32, 32, 1), jnp.float64)
+    c = jnp.array([1, 2])
+
+    def penalty(p):  # second order: the parameter gradient of a Grad-CAM-style map
+        g = jaxsal.simple_grad_t.core(p, x, c, layer="target")
+        return jnp.sum(jnp.tanh(g) ** 2)
+
+    ref = jax.grad(penalty)(params)
+    assert conv_backend() == "xla"
+    with use_conv_backend("patches"):
+        assert conv_backend() == "patches"
+        ours = jax.grad(penalty)(params)
+        np.testing.assert_array_equal(jaxsal.logits(params, x), jaxsal.logits(params, x))
+    for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(ref)):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match="unknown conv backend"):
+        with use_conv_backend("cudnn"):
+            pass
+
+
+def test_tiny_preset_runs_and_reports(tmp_path):
+    from benchmarks.bench_core import run_benchmark
+    from benchmarks.throughput import PRESETS
+
+    cfg = dict(PRESETS["tiny"], batches=[1], reps=1, warmup=0, fooling_methods=["gradcam"])
+    cfg.update(preset="tiny", threads=1, torch=True, methods=["simple_grad", "lrp", "fooling"])
+    out = run_benchmark(cfg, str(tmp_path / "bench"), progress=False)
+    result = json.loads((out / "results.json").read_text())
+    assert (out / "speedups.png").stat().st_size > 0
+    assert "| resnet18 | 1 | simple_grad |" in (out / "results.md").read_text()
+    libs = {(r["method"], r["library"]) for r in result["rows"]}
+    assert {("floor", "jaxsal"), ("floor", "torch"), ("simple_grad", "captum"),
+            ("lrp/epsilon_plus", "zennit"), ("fooling/gradcam", "jaxsal-patches"),
+            ("fooling/gradcam", "torch")} <= libs  # fmt: skip
+    for row in result["rows"]:
+        assert row["median_s"] > 0 and row["images_per_s"] > 0
+    lines = {ln["method"]: ln for ln in result["ratios"]}
+    assert lines["floor"]["floor_ratio"] == pytest.approx(1.0)
+    assert lines["simple_grad"]["vs_captum"] > 0 and "met" in lines["simple_grad"]
+    # a second run is written beside the first, never over it
+    assert run_benchmark(cfg | {"methods": []}, str(tmp_path / "bench"), progress=False) != out
