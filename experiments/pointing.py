@@ -2,6 +2,7 @@
 
     python -m experiments.pointing --workdir runs/pointing            # embedded default
     python -m experiments.pointing --workdir runs/quick --quick       # seconds-scale smoke run
+    python -m experiments.pointing --workdir runs/pointing --photos-only [--checkpoint DIR]
 
 Each scene holds two digits of different classes (several class pairs, held-out
 test digits); every method explains each class present with the small CNN of
@@ -13,7 +14,10 @@ insertion curves (`jaxsal.fooling.perturbation`), wall and CPU time.
 
 Outputs in the work directory (never overwritten: later runs get timestamped
 names): `pointing.json` (every figure), `pointing.md` (the report),
-`pointing.png` (maps side by side, own box green, other box red).
+`pointing.png` (maps side by side, own box green, other box red); with
+`--photos` or `--photos-only` also `photos.png`: every method on three
+scikit-image photos with resnet18 (random weights unless `--checkpoint DIR`
+gives converted ones, loaded with `jaxsal.load`).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import argparse
 import dataclasses
 import functools
 import json
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -37,9 +42,11 @@ from jaxsal import pointing as pg
 from jaxsal.data import MEAN, STD, composite_scenes
 from jaxsal.explainers import references as refs
 from jaxsal.fooling.perturbation import perturbation_curve
+from jaxsal.models.registry import arch_of
 from jaxsal.training import TrainConfig, train_or_load
 
 NAMES = ("pointing.json", "pointing.md", "pointing.png")
+PHOTOS = ("chelsea", "coffee", "astronaut")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +59,8 @@ class PointingConfig:
       scenes_per_pair: held-out test scenes per pair (each explained for both classes).
       steps: iterations of the optimised masks (the papers use 300; fewer to fit
         the 10-minute CPU budget).
+      extremal_areas: Extremal Perturbation's areas, whose masks are summed
+        (TorchRay's pointing set-up: 0.025, 0.05, 0.1, 0.2).
       rise_masks: RISE masks (8,000 in the paper).
       curve_patch: patch side of the deletion / insertion curves.
       figure_rows: explanations shown in the figure.
@@ -62,7 +71,8 @@ class PointingConfig:
     pairs: tuple = ((3, 8), (1, 7), (0, 6), (2, 5), (4, 9))
     scenes_per_pair: int = 2
     steps: int = 100
-    rise_masks: int = 1000
+    extremal_areas: tuple = (0.05, 0.1)
+    rise_masks: int = 500
     curve_patch: int = 16
     figure_rows: int = 6
     seed: int = 0
@@ -80,10 +90,16 @@ def scaled(v: float, size: int) -> float:
     return v * size / 224
 
 
-def method_table(config: PointingConfig, size: int) -> dict[str, Callable]:
-    """Every method as `fn(params, x, c, key) -> (N, H, W)` maps; constants scaled to `size`."""
-    black = float(-MEAN / STD)  # a zero pixel after normalisation
-    noise = refs.uniform(black, float((1 - MEAN) / STD))  # U(0, 1) pixels
+def method_table(config: PointingConfig, size: int, *, mean=MEAN, std=STD) -> dict[str, Callable]:
+    """Every method as `fn(params, x, c, key) -> (N, H, W)` maps; constants scaled to `size`.
+
+    `mean` and `std` are the input normalisation (numbers, or one per channel):
+    black pixels and U(0, 1) noise are expressed in normalised units.
+    """
+    mean, std = np.asarray(mean, np.float32), np.asarray(std, np.float32)
+    black = (-mean / std).reshape(1, 1, 1, -1) if mean.ndim else float(-mean / std)
+    white = ((1 - mean) / std).reshape(1, 1, 1, -1) if mean.ndim else float((1 - mean) / std)
+    noise = refs.uniform(black, white)  # U(0, 1) pixels
     steps, hw = config.steps, (size, size)
 
     def gradcam(p, x, c, key):
@@ -101,7 +117,8 @@ def method_table(config: PointingConfig, size: int) -> dict[str, Callable]:
                         reference=black, batch=8),
         "rise": sk(explainers.rise, masks=config.rise_masks, cells=7, p=0.5, reference=black,
                    batch=min(100, config.rise_masks)),
-        "extremal": sk(explainers.extremal_perturbation, steps=steps, step=round(scaled(7, size)),
+        "extremal": sk(explainers.extremal_perturbation, steps=steps, areas=config.extremal_areas,
+                       step=round(scaled(7, size)),
                        sigma=scaled(21, size), reference=refs.blur(scaled(20, size))),
         "meaningful": sk(explainers.meaningful_perturbation, steps=steps, mask_size=size // 8,
                          reference=refs.blur(scaled(10, size))),
@@ -167,6 +184,7 @@ def run(workdir, config: PointingConfig, *, cache_dir=None, progress: bool = Tru
         log: Callable[[str], None] = print) -> dict[str, Any]:  # fmt: skip
     """Runs the experiment in `workdir`; returns the results (also written as JSON)."""
     t_wall, t_cpu = time.perf_counter(), time.process_time()
+    load = [os.getloadavg()[0]]
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     cache_dir = Path(cache_dir) if cache_dir else workdir / "models"
@@ -214,6 +232,9 @@ def run(workdir, config: PointingConfig, *, cache_dir=None, progress: bool = Tru
         "methods": results,
         "published_voc07": pg.PUBLISHED,
         "figure": paths[2].name,
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "load_average": [load[0], os.getloadavg()[0]],
+        "cpu_count": os.cpu_count(),
         "wall_seconds": time.perf_counter() - t_wall,
         "cpu_seconds": time.process_time() - t_cpu,
     }  # fmt: skip
@@ -229,14 +250,15 @@ def table_text(out: dict[str, Any]) -> str:
     tol = out["tolerance_px"]
     lines = [
         f"| method | pointing ({tol:.1f} px) | 0 px | 15 px | mass own box | mass other box "
-        "| peak in other box | deletion AUC | insertion AUC | wall s | CPU s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| discrimination | peak in other box | deletion AUC | insertion AUC | wall s | CPU s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in out["methods"].items():
         d, i = r.get("deletion_auc"), r.get("insertion_auc")
         lines.append(
             f"| {name} | {r['pointing']['overall']:.3f} | {r['pointing_0px']['overall']:.3f} "
             f"| {r['pointing_15px']['overall']:.3f} | {r['own_mass']:.3f} | {r['other_mass']:.3f} "
+            f"| {r['discrimination']:.3f} "
             f"| {r['peak_in_other']:.3f} | {'' if d is None else f'{d:.3f}'} "
             f"| {'' if i is None else f'{i:.3f}'} | {r['seconds']:.1f} | {r['cpu_seconds']:.1f} |"
         )
@@ -251,7 +273,8 @@ def report(out: dict[str, Any]) -> str:
         "",
         f"{out['explanations']} explanations ({len(c['pairs'])} class pairs x "
         f"{c['scenes_per_pair']} scenes x 2 classes); optimised masks {c['steps']} steps, "
-        f"RISE {c['rise_masks']} masks. Tolerance 15 px at 224 px scaled to "
+        f"Extremal areas {c['extremal_areas']}, RISE {c['rise_masks']} masks. "
+        "Tolerance 15 px at 224 px scaled to "
         f"{out['tolerance_px']:.1f} px. Explained class in the model's top 2: "
         f"{out['class_in_top2']:.3f}.",
         "",
@@ -262,12 +285,14 @@ def report(out: dict[str, Any]) -> str:
         "",
         f"![maps]({out['figure']})",
         "",
-        f"Total {out['wall_seconds']:.0f} s wall, {out['cpu_seconds']:.0f} s CPU.",
+        f"Total {out['wall_seconds']:.0f} s wall, {out['cpu_seconds']:.0f} s CPU on "
+        f"{out['cpu_count']} cores, {out['date']}, 1-minute load average "
+        f"{out['load_average'][0]:.1f} at the start, {out['load_average'][1]:.1f} at the end.",
         "",
     ])  # fmt: skip
 
 
-def plot(data, maps, path, *, rows: int) -> Path:
+def plot(data, maps, path, *, rows: int, title: str | None = None) -> Path:
     """Maps side by side: one row per explanation, own box green, other box red."""
     import matplotlib
 
@@ -286,6 +311,8 @@ def plot(data, maps, path, *, rows: int) -> Path:
             lo, hi = np.min(img), np.max(img)
             ax.imshow((img - lo) / (hi - lo + 1e-12), cmap="gray" if j == 0 else "inferno")
             for box, col in ((data["own"][i], "lime"), (data["other"][i], "red")):
+                if np.size(box) != 4:
+                    continue
                 y0, x0, y1, x1 = box
                 ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False,
                                        edgecolor=col, linewidth=0.6))  # fmt: skip
@@ -294,10 +321,71 @@ def plot(data, maps, path, *, rows: int) -> Path:
             if r == 0:
                 ax.set_title(name, fontsize=7)
         axes[r, 0].set_ylabel(f"class {data['c'][i]}", fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=8)
     fig.tight_layout(pad=0.3)
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return Path(path)
+
+
+def photo_batch(size: int = 112) -> tuple[np.ndarray, np.ndarray]:
+    """scikit-image photos, centre-cropped, resized: ([0, 1] pixels, ImageNet-normalised)."""
+    from skimage import data as skdata
+
+    from jaxsal.data.voc import IMAGENET_MEAN, IMAGENET_STD, normalise
+
+    crops = []
+    for name in PHOTOS:
+        img = getattr(skdata, name)()
+        h, w = img.shape[:2]
+        s = min(h, w)
+        crops.append(img[(h - s) // 2 : (h - s) // 2 + s, (w - s) // 2 : (w - s) // 2 + s])
+    x = np.stack([normalise(img, size) for img in crops])
+    return np.clip(x * IMAGENET_STD + IMAGENET_MEAN, 0, 1), x
+
+
+def photos(path, params=None, *, size: int = 112, steps: int = 20, rise_masks: int = 200,
+           random_weights: bool = True, log: Callable[[str], None] = print) -> dict[str, Any]:  # fmt: skip
+    """Every method's map on scikit-image photos, explaining the model's top class.
+
+    Args:
+      path: the PNG to write.
+      params: a torchvision-architecture model (ImageNet-normalised RGB input);
+        default resnet18 with random weights (no pretrained weights can be
+        downloaded here: the maps then show the methods, not a trained model).
+      size: image side in pixels.
+      steps, rise_masks: few iterations and masks keep this cheap.
+      random_weights: say so in the figure's title.
+
+    Returns:
+      {"classes": top class per photo, "seconds": {method: wall s}, "path": path}.
+    """
+    from jaxsal.data.voc import IMAGENET_MEAN, IMAGENET_STD
+
+    if params is None:
+        params = jaxsal.init("resnet18", jax.random.key(0), num_classes=1000)
+    pix, x = photo_batch(size)
+    x = jnp.asarray(x, jax.tree.leaves(params.params)[0].dtype)
+    c = jnp.argmax(jaxsal.logits(params, x), axis=1)
+    config = PointingConfig(steps=steps, rise_masks=rise_masks)
+    table = method_table(config, size, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    maps, seconds, key = {}, {}, jax.random.key(1)
+    for i, (name, fn) in enumerate(table.items()):
+        t0 = time.perf_counter()
+        maps[name] = fn(params, x, c, jax.random.fold_in(key, i))
+        seconds[name] = time.perf_counter() - t0
+        log(f"photos {name:<12} {seconds[name]:7.1f} s")
+    boxes = np.zeros((len(x), 0, 4), int)
+    data = {"x": x, "c": np.asarray(c), "canvas": pix, "own": boxes, "other": boxes}
+    weights = "random weights" if random_weights else "given weights"
+    try:
+        arch = arch_of(params.module)
+    except ValueError:
+        arch = type(params.module).__name__
+    title = f"{arch}, {weights}; {steps} steps, RISE {rise_masks} masks"
+    plot(data, maps, path, rows=len(x), title=title)
+    return {"classes": np.asarray(c).tolist(), "seconds": seconds, "path": str(path)}
 
 
 def voc_pointing(params, exs, table: dict[str, Callable], *, tolerance: float = pg.TOLERANCE,
@@ -339,9 +427,31 @@ def main(argv=None) -> None:
     ap.add_argument("--cache-dir", default=None, help="model cache (default WORKDIR/models)")
     ap.add_argument("--quick", action="store_true", help="seconds-scale smoke run")
     ap.add_argument("--no-progress", action="store_true", help="no progress bars")
+    ap.add_argument(
+        "--photos",
+        action="store_true",
+        help="also write photos.png: the maps on scikit-image photos (resnet18)",
+    )
+    ap.add_argument("--photos-only", action="store_true", help="only the photo figure")
+    ap.add_argument(
+        "--checkpoint",
+        default=None,
+        help="model for the photos (jaxsal.load); default resnet18, random weights",
+    )
     args = ap.parse_args(argv)
     config = quick_config() if args.quick else PointingConfig()
-    run(args.workdir, config, cache_dir=args.cache_dir, progress=not args.no_progress)
+    if not args.photos_only:
+        run(args.workdir, config, cache_dir=args.cache_dir, progress=not args.no_progress)
+    if args.photos or args.photos_only:
+        workdir = Path(args.workdir)
+        workdir.mkdir(parents=True, exist_ok=True)
+        path = workdir / "photos.png"
+        if path.exists():
+            path = workdir / f"photos-{time.strftime('%Y%m%d-%H%M%S')}.png"
+        params = jaxsal.load(args.checkpoint) if args.checkpoint else None
+        steps = (4, 50) if args.quick else (20, 200)
+        photos(path, params, steps=steps[0], rise_masks=steps[1],
+               random_weights=args.checkpoint is None)  # fmt: skip
 
 
 if __name__ == "__main__":

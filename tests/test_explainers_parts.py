@@ -8,7 +8,7 @@ import torch
 
 from jaxsal import explainers as E
 from jaxsal.explainers.dssr import avg_pool, max_pool
-from jaxsal.explainers.extremal import area_template
+from jaxsal.explainers.extremal import area_template, smoothing_matrices
 from jaxsal.explainers.occlusion import window_starts
 
 
@@ -71,17 +71,27 @@ def test_rise_is_the_score_weighted_mask_average():
     got = np.asarray(E.rise(linear, jnp.asarray(x), 0, key=key, masks=60, batch=20, cells=4,
                             scores="raw"))[0, ..., 0]  # fmt: skip
     k_mask, _ = jax.random.split(key)
-    masks = np.concatenate([np.asarray(E.rise_masks(k, 20, (16, 16), cells=4, dtype=jnp.float64))
-                            for k in jax.random.split(k_mask, 3)])  # fmt: skip
+    draw = jax.jit(lambda k: E.rise_masks(k, 20, (16, 16), cells=4, dtype=jnp.float64))
+    masks = np.concatenate([np.asarray(draw(k)) for k in jax.random.split(k_mask, 3)])
     scores = np.einsum("bhw,hw->b", masks * x[0, ..., 0], w[..., 0])
     np.testing.assert_allclose(got, np.einsum("b,bhw->hw", scores, masks) / (60 * 0.5), rtol=1e-9)
 
 
 def test_rise_masks_are_shifted_upsampled_bernoulli_grids():
-    m = np.asarray(E.rise_masks(jax.random.key(0), 200, (14, 14), cells=7, p=0.5))
+    m = np.asarray(jax.jit(E.rise_masks, static_argnums=(1, 2))(jax.random.key(0), 200, (14, 14)))
     assert m.shape == (200, 14, 14) and m.min() >= 0 and m.max() <= 1
     assert abs(m.mean() - 0.5) < 0.05
     assert len(np.unique(m[:, 0, 0].round(3))) > 3  # random shifts: not only 0 / 1 at the corner
+
+
+def test_extremal_smoothing_matrices_are_torch_upsampling_then_scipy_blur():
+    p = np.random.default_rng(4).uniform(size=(3, 6, 5))
+    rows, cols = smoothing_matrices((6, 5), (30, 25), 2.0, jnp.float64)
+    got = np.einsum("Hh,khw,Ww->kHW", np.asarray(rows), p, np.asarray(cols))
+    up = torch.nn.functional.interpolate(torch.tensor(p)[:, None], size=(30, 25), mode="bilinear",
+                                         align_corners=False)[:, 0].numpy()  # fmt: skip
+    want = scipy.ndimage.gaussian_filter(up, sigma=(0, 2.0, 2.0), mode="reflect")
+    np.testing.assert_allclose(got, want, atol=1e-12)
 
 
 def test_area_template():

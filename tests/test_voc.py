@@ -8,10 +8,11 @@ import pytest
 
 tfds = pytest.importorskip("tensorflow_datasets")
 
-import jaxsal  # noqa: E402
 from experiments.pointing import _as_maps, voc_pointing  # noqa: E402
 from jaxsal import explainers  # noqa: E402
 from jaxsal.data import voc  # noqa: E402
+from jaxsal.models.small_cnn import SmallCNN  # noqa: E402
+from jaxsal.params import init_module  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +39,9 @@ def test_pixel_boxes_by_hand():
 
 
 def test_end_to_end_pointing_on_mock_voc(mock_examples):
-    # one compiled explainer keeps this smoke run short on a shared CPU
-    params = jaxsal.init("resnet18", jax.random.key(0), num_classes=20)
+    # a tiny 3-channel, 20-class CNN and one compiled explainer keep this smoke run short
+    module = SmallCNN(num_classes=20, in_channels=3, widths=(8, "M", 16))
+    params = init_module(module, jax.random.key(0))
 
     table = {
         "dssr_plus": _as_maps(functools.partial(explainers.dssr_plus, steps=2, max_pool_size=5,
