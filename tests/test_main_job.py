@@ -1,4 +1,4 @@
-"""The main job end to end (quick configuration), and its scores on hand-made maps."""
+"""The main job (the fooling study on the embedded default) end to end, quick config, and resume."""
 
 import json
 
@@ -7,17 +7,11 @@ import numpy as np
 import pytest
 
 from experiments import saliency_grid
-from experiments.job import output_paths
+from experiments.fooling_report import output_names
 from experiments.main import main
-from jaxsal.training import cache_path
-
-NAMES = {
-    "simple_grad", "input_x_grad", "smoothgrad", "vargrad", "integrated_gradients",
-    "guided_backprop", "deconvnet", "gradcam", "guided_gradcam", "simple_grad_t",
-}  # fmt: skip
 
 
-def test_mass_in_box_by_hand():
+def test_saliency_grid_mass_in_box_by_hand():
     maps = np.zeros((3, 10, 10))
     maps[0] = 1.0  # uniform: the box's area share
     maps[1, 0, 0], maps[1, 3, 4] = 3.0, 1.0  # a quarter inside
@@ -25,7 +19,7 @@ def test_mass_in_box_by_hand():
     np.testing.assert_allclose(saliency_grid.mass_in_box(maps, boxes), [12 / 100, 0.25, 0.0])
 
 
-def test_pointing_game_by_hand():
+def test_saliency_grid_pointing_game_by_hand():
     box = np.array([[2, 3, 5, 7]])  # pixel rows 2..4, columns 3..6
     cases = [((4, 6), 0, True), ((5, 6), 0, False), ((5, 6), 1, True), ((6, 8), 2, False),
              ((6, 8), 3, True), ((0, 0), 0, False)]  # fmt: skip
@@ -37,51 +31,58 @@ def test_pointing_game_by_hand():
     assert base == {"uniform_mass_in_box": pytest.approx(0.04), "centre_pointing": 0.5}
 
 
-def test_output_paths_never_reuse_a_name(tmp_path):
-    assert output_paths(tmp_path) == (tmp_path / "results.json", tmp_path / "saliency_grid.png")
-    (tmp_path / "results.json").write_text("{}")
-    r, f = output_paths(tmp_path, now=0.0)
+def test_output_names_never_reuse_a_name(tmp_path):
+    assert output_names(tmp_path) == (tmp_path / "results.json", tmp_path / "report.md",
+                                      tmp_path / "figures")  # fmt: skip
+    (tmp_path / "report.md").write_text("")
+    r, m, f = output_names(tmp_path, now=0.0)
     assert (
-        r.name.startswith("results-")
-        and f.name == r.name.replace("results", "saliency_grid")[:-5] + ".png"
+        r.name.startswith("results-") and m.name == r.name.replace("results", "report")[:-5] + ".md"
     )
-    r.write_text("{}")
-    assert output_paths(tmp_path, now=0.0)[0] not in (r, tmp_path / "results.json")
+    f.mkdir()
+    assert output_names(tmp_path, now=0.0)[2] not in (f, tmp_path / "figures")
 
 
-def test_main_job_quick_end_to_end(tmp_path, capsys):
+def test_main_job_quick_end_to_end_then_resumed(tmp_path, capsys):
     workdir = tmp_path / "run"
-    args = ["--workdir", str(workdir), "--quick", "--scenes", "2", "--no-progress"]
-    args.append("--no-compile-cache")  # keeps the test process's JAX settings untouched
-    first = main(args)
-    results = workdir / "results.json"
-    figure = workdir / "saliency_grid.png"
-    assert results.exists() and figure.exists()
-    data = json.loads(results.read_text())
-    assert set(data["interpreters"]) == NAMES
-    for r in data["interpreters"].values():
-        assert 0.0 <= r["mass_in_box"] <= 1.0 and 0.0 <= r["pointing_game"] <= 1.0
-        assert r["seconds"] > 0 and r["first_call_seconds"] > 0
-    assert 0.0 <= data["test"]["accuracy"] <= 1.0 and data["scenes"]["n"] == 2
-    assert not data["model"]["cached"] and not first["model"]["cached"]
-    img = matplotlib.image.imread(figure)
-    assert img.ndim == 3 and img.shape[1] > img.shape[0] > 100  # 2 rows, 11 columns
-    out = capsys.readouterr().out
-    assert "pointing" in out and "integrated_gradients" in out
+    args = ["--workdir", str(workdir), "--quick", "--no-progress", "--no-compile-cache",
+            "--analyses", "all"]  # fmt: skip
+    main(args)
+    data = json.loads((workdir / "results.json").read_text())
+    assert set(data["runs"]) == {"location-gradcam", "active-lrp_t"}
+    for name, run in data["runs"].items():
+        assert not run["cached"]
+        assert (workdir / "runs" / name / "checkpoints").is_dir()
+        for model in ("fooled", "original"):
+            assert 0 <= run[model]["top1"] <= run[model]["top5"] <= 1
+            assert set(run[model]["fsr"]) == {"gradcam", "lrp_t", "simple_grad"}
+            assert all(0 <= v <= 1 for v in run[model]["fsr"].values())
+    assert data["transfer"]["location-gradcam"] == data["runs"]["location-gradcam"]["fooled"]["fsr"]
+    aopc = data["runs"]["location-gradcam"]["aopc"]
+    assert set(aopc) == {"original", "fooled"} and len(aopc["fooled"]["random"]) == 5
+    noise = data["noise"]
+    assert [r["level"] for r in noise["fooled"]] == [0.0, 0.1]
+    fooled = data["runs"]["location-gradcam"]["fooled"]
+    assert noise["fooled"][0]["top1"] == fooled["top1"]  # noise 0: the fooled model itself
+    assert noise["fooled"][0]["fsr"]["gradcam"] == fooled["fsr"]["gradcam"]
+    adv = data["adversarial"]
+    assert adv["max_abs_delta"] <= adv["eps"] + 1e-6
+    assert {"original", "robust", "robust_fooled"} <= set(adv)
+    assert 0 <= adv["robust_fooled"]["adv_top1"] <= 1
+    assert "smoothgrad" in data["smoothgrad"]["fooled"]["fsr"]
+    report = (workdir / "report.md").read_text()
+    for fig in ("aopc", "history", "noise", "maps-location-gradcam", "maps-active-lrp_t",
+                "maps-smoothgrad"):  # fmt: skip
+        assert f"figures/{fig}.png" in report
+        assert matplotlib.image.imread(workdir / "figures" / f"{fig}.png").ndim == 3
+    assert "FSR gradcam" in capsys.readouterr().out
 
-    before = results.read_bytes()
+    # A second invocation loads every finished run and analysis and writes beside the first.
+    before = (workdir / "results.json").read_bytes()
     second = main(args)
-    assert second["model"]["cached"] and second["model"]["path"] == data["model"]["path"]
-    assert results.read_bytes() == before  # the first run's results are kept
-    assert second["results_path"] != str(results)
-    assert (workdir / second["figure"]).exists() and second["figure"] != figure.name
-    # The same model gives the same scores, and one model directory was written.
-    assert second["test"] == data["test"]
+    assert all(r["cached"] for r in second["runs"].values())
+    assert (workdir / "results.json").read_bytes() == before
+    assert second["results_path"] != str(workdir / "results.json")
+    for name, run in second["runs"].items():
+        assert run["fooled"] == data["runs"][name]["fooled"]
     assert len(list((workdir / "models").iterdir())) == 1
-    assert cache_path(workdir / "models", first_config()).exists()
-
-
-def first_config():
-    from experiments.config import get_config
-
-    return get_config(quick=True).train

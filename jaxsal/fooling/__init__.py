@@ -8,6 +8,22 @@ fooling objective `CE + lambda * L_F` as a pure function of (params, original
 params, batch); `trainer` the jitted, data-parallel, checkpointed fine-tuning.
 """
 
+from jaxsal.fooling.adversarial import (
+    adversarial_accuracy,
+    fgsm,
+    free_adversarial_training,
+    make_free_step,
+    pgd,
+    robust_fooling_loss,
+)
+from jaxsal.fooling.analysis import (
+    aopc_curves,
+    fsr_by_method,
+    noise_robustness,
+    perturb_params,
+    test_losses_by_method,
+    transfer_matrix,
+)
 from jaxsal.fooling.metrics import (
     FSR_INTERVALS,
     active_test_loss,
@@ -32,6 +48,18 @@ from jaxsal.fooling.perturbation import aopc, perturbation_curve, region_relevan
 from jaxsal.fooling.trainer import fine_tune, make_mesh, make_step, shard_batch
 
 __all__ = [
+    "adversarial_accuracy",
+    "fgsm",
+    "free_adversarial_training",
+    "make_free_step",
+    "pgd",
+    "robust_fooling_loss",
+    "aopc_curves",
+    "fsr_by_method",
+    "noise_robustness",
+    "perturb_params",
+    "test_losses_by_method",
+    "transfer_matrix",
     "Fooling",
     "fine_tune",
     "fooling_heatmap",
