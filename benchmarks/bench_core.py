@@ -238,7 +238,9 @@ def run_fooling(arch, cfg, model, params, layer, dev, bar) -> list[dict]:
     batch = {"image": jnp.asarray(x), "label": jnp.asarray(y)}
     for method in cfg["fooling_methods"]:
         base = {"arch": arch, "batch": n, "method": f"fooling/{method}"}
-        for backend in ("xla", "patches"):
+        # the run's conv backend ("jaxsal"), and XLA's own convolutions beside it
+        backends = [conv_backend()] + (["xla"] if conv_backend() != "xla" else [])
+        for backend in backends:
             bar.set_description(f"{arch} fooling {method} conv={backend}")
             with use_conv_backend(backend):
                 step, opt_state = fooling_step_jax(params, method, layer)
@@ -246,7 +248,7 @@ def run_fooling(arch, cfg, model, params, layer, dev, bar) -> list[dict]:
                     step, (params, opt_state, params, batch), images=n, warmup=cfg["warmup"],
                     reps=cfg["reps"], update=lambda a, out: [out[0], out[1], *a[2:]],
                 )  # fmt: skip
-            lib = "jaxsal" if backend == "xla" else "jaxsal-patches"
+            lib = "jaxsal" if backend == backends[0] else "jaxsal-xla-conv"
             rows.append({**base, "library": lib, **res})
         if cfg["torch"]:
             m = torch_model(arch, num_classes=cfg["num_classes"], dtype=torch.float32).to(dev)
@@ -271,12 +273,11 @@ def ratios(rows: list[dict], cfg: dict) -> list[dict]:
             continue
         line = {"arch": arch, "batch": batch, "method": method,
                 "jaxsal_ips": j["images_per_s"], "compile_s": j["compile_s"]}  # fmt: skip
-        if "jaxsal-patches" in libs:
-            line["jaxsal_patches_ips"] = libs["jaxsal-patches"]["images_per_s"]
-        fast = max(j["images_per_s"], line.get("jaxsal_patches_ips", 0.0))
+        if "jaxsal-xla-conv" in libs:
+            line["jaxsal_xla_conv_ips"] = libs["jaxsal-xla-conv"]["images_per_s"]
         for lib, row in libs.items():
             if not lib.startswith("jaxsal"):
-                line[f"vs_{lib}"] = fast / row["images_per_s"]
+                line[f"vs_{lib}"] = j["images_per_s"] / row["images_per_s"]
         f = floor.get((arch, batch))
         if f and not method.startswith("fooling"):
             passes = cfg["samples"] if method in NOISE else 1
@@ -303,7 +304,9 @@ FLOOR_TARGET = 1.2
 
 def table(lines: list[dict]) -> str:
     cols = sorted({k for line in lines for k in line if k.startswith("vs_")})
+    xla = any("jaxsal_xla_conv_ips" in ln for ln in lines)
     head = ["arch", "batch", "method", "jaxsal img/s", "compile s", *cols, "floor x", "target"]
+    head[4:4] = ["img/s, XLA conv"] if xla else []
     md = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for ln in lines:
         met = "" if "met" not in ln else f"{ln['target']}x {'met' if ln['met'] else 'NOT met'}"
@@ -312,6 +315,10 @@ def table(lines: list[dict]) -> str:
         cells = [ln["arch"], str(ln["batch"]), ln["method"], f"{ln['jaxsal_ips']:.3g}",
                  f"{ln['compile_s']:.1f}", *(f"{ln[c]:.2f}x" if c in ln else "" for c in cols),
                  f"{ln['floor_ratio']:.2f}" if "floor_ratio" in ln else "", met]  # fmt: skip
+        if xla:
+            cells.insert(
+                4, f"{ln['jaxsal_xla_conv_ips']:.3g}" if "jaxsal_xla_conv_ips" in ln else ""
+            )
         md.append("| " + " | ".join(cells) + " |")
     return "\n".join(md)
 

@@ -54,6 +54,12 @@ def parse_args(argv=None):
     p.add_argument("--methods", nargs="+", help="subset of interpreters, 'lrp', 'fooling'")
     p.add_argument("--reps", type=int)
     p.add_argument("--samples", type=int, help="SmoothGrad samples and IG steps (default 50)")
+    p.add_argument(
+        "--conv",
+        choices=["auto", "xla", "patches", "matmul"],
+        default=None,
+        help="jaxsal's conv backend for the run (default: $JAXSAL_CONV or auto)",
+    )
     p.add_argument("--no-torch", action="store_true", help="time jaxsal only")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
     return p.parse_args(argv)
@@ -73,6 +79,8 @@ def set_threads(n: int | None) -> int:
 def main(argv=None):
     args = parse_args(argv)
     threads = set_threads(args.threads)  # must precede `import jax`
+    if args.conv is not None:  # read when jaxsal is imported
+        os.environ["JAXSAL_CONV"] = args.conv
     import torch
 
     torch.set_num_threads(threads)

@@ -1,6 +1,9 @@
-"""The throughput benchmark's smoke test, and the patch convolution against XLA's in float64."""
+"""The throughput benchmark's smoke test, and the conv backends against XLA's in float64."""
 
 import json
+import os
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -10,7 +13,7 @@ from jax import lax
 from jax.test_util import check_grads
 
 import jaxsal
-from jaxsal.models.layers import conv_backend, patch_conv, use_conv_backend
+from jaxsal.models.layers import conv_backend, matmul_conv, patch_conv, use_conv_backend
 
 # (kernel, stride, padding, input size): torchvision's conv shapes, odd and even sizes.
 CONVS = [(3, 1, 1, 7), (3, 2, 1, 8), (1, 2, 0, 7), (7, 2, 3, 11), (1, 1, 0, 5), (2, 2, 0, 6)]
@@ -23,14 +26,23 @@ def xla_conv(x, w, stride, pad):
     )  # fmt: skip
 
 
+IMPLS = {
+    "patches": lambda x, w, s, p: patch_conv(x, w, (s, s), ((p, p), (p, p)), (1, 1)),
+    "im2col": lambda x, w, s, p: matmul_conv(x, w, (s, s), ((p, p), (p, p))),
+    # the same entry point above its im2col limit: patch_conv inside matmul_conv
+    "matmul-fallback": lambda x, w, s, p: matmul_conv(x, w, (s, s), ((p, p), (p, p)), 0),
+}
+
+
+@pytest.mark.parametrize("impl", sorted(IMPLS))
 @pytest.mark.parametrize("k,stride,pad,size", CONVS)
-def test_patch_conv_derivatives_match_xla(k, stride, pad, size):
+def test_conv_derivatives_match_xla(impl, k, stride, pad, size):
     rng = np.random.default_rng(k * 10 + size)
     x = jnp.asarray(rng.standard_normal((2, size, size, 3)))
     w = jnp.asarray(rng.standard_normal((k, k, 3, 4)))
-    ours = lambda x, w: patch_conv(x, w, (stride, stride), ((pad, pad), (pad, pad)), (1, 1))  # noqa: E731
+    ours = jax.jit(lambda x, w: IMPLS[impl](x, w, stride, pad))
     ref = lambda x, w: xla_conv(x, w, stride, pad)  # noqa: E731
-    np.testing.assert_array_equal(ours(x, w), ref(x, w))
+    np.testing.assert_allclose(ours(x, w), ref(x, w), rtol=1e-13, atol=1e-13)
     g = jnp.asarray(rng.standard_normal(ref(x, w).shape))
     for a, b in zip(jax.vjp(ours, x, w)[1](g), jax.vjp(ref, x, w)[1](g)):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
@@ -53,17 +65,26 @@ def test_conv_backend_leaves_model_gradients_unchanged():
         g = jaxsal.simple_grad_t.core(p, x, c, layer="target")
         return jnp.sum(jnp.tanh(g) ** 2)
 
-    ref = jax.grad(penalty)(params)
-    assert conv_backend() == "xla"
-    with use_conv_backend("patches"):
-        assert conv_backend() == "patches"
-        ours = jax.grad(penalty)(params)
-        np.testing.assert_array_equal(jaxsal.logits(params, x), jaxsal.logits(params, x))
-    for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(ref)):
-        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+    assert conv_backend() == "matmul"  # "auto" on the CPU
+    with use_conv_backend("xla"):
+        ref = jax.grad(penalty)(params), jaxsal.logits(params, x)
+    for backend in ("patches", "matmul"):
+        with use_conv_backend(backend):
+            assert conv_backend() == backend
+            ours = jax.grad(penalty)(params), jaxsal.logits(params, x)
+        for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(ref)):
+            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
     with pytest.raises(ValueError, match="unknown conv backend"):
         with use_conv_backend("cudnn"):
             pass
+
+
+def test_bad_conv_backend_in_environment_is_refused():
+    env = dict(os.environ, JAXSAL_CONV="cudnn")
+    run = subprocess.run([sys.executable, "-c", "import jaxsal"], env=env, capture_output=True,
+                         text=True, cwd=os.path.dirname(os.path.dirname(__file__)))  # fmt: skip
+    assert run.returncode != 0
+    assert 'JAXSAL_CONV="cudnn" is not a conv backend' in run.stderr
 
 
 def test_tiny_preset_runs_and_reports(tmp_path):
@@ -78,7 +99,7 @@ def test_tiny_preset_runs_and_reports(tmp_path):
     assert "| resnet18 | 1 | simple_grad |" in (out / "results.md").read_text()
     libs = {(r["method"], r["library"]) for r in result["rows"]}
     assert {("floor", "jaxsal"), ("floor", "torch"), ("simple_grad", "captum"),
-            ("lrp/epsilon_plus", "zennit"), ("fooling/gradcam", "jaxsal-patches"),
+            ("lrp/epsilon_plus", "zennit"), ("fooling/gradcam", "jaxsal-xla-conv"),
             ("fooling/gradcam", "torch")} <= libs  # fmt: skip
     for row in result["rows"]:
         assert row["median_s"] > 0 and row["images_per_s"] > 0

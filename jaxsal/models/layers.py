@@ -38,30 +38,54 @@ def _pair(v) -> tuple[int, int]:
     return (v, v) if isinstance(v, int) else tuple(v)
 
 
-# Which convolution `conv2d` runs: "xla" (lax.conv_general_dilated and its
-# own derivatives) or "patches" (same forward; derivatives by `patch_conv`).
+# Which convolution `conv2d` runs:
+#   "xla"     lax.conv_general_dilated and XLA's own derivatives;
+#   "patches" the same forward, derivatives by `patch_conv` (kernel gradient
+#             as one matmul per kernel tap);
+#   "matmul"  `matmul_conv`: 1x1 convolutions as one matmul, small k x k ones
+#             as one matmul over the stacked kernel taps (im2col), the rest
+#             by `patch_conv`; every derivative is then a matmul;
+#   "auto"    (the default) "matmul" when the default JAX backend is the CPU,
+#             "xla" elsewhere (cuDNN is fast on its own).
 # Read when a function is traced; `use_conv_backend` clears the jit caches.
-_CONV_BACKEND = os.environ.get("JAXSAL_CONV", "xla")
-CONV_BACKENDS = ("xla", "patches")
+CONV_BACKENDS = ("auto", "xla", "patches", "matmul")
+_CONV_BACKEND = os.environ.get("JAXSAL_CONV", "auto")
+if _CONV_BACKEND not in CONV_BACKENDS:
+    raise ValueError(
+        f'JAXSAL_CONV="{_CONV_BACKEND}" is not a conv backend; unset it or choose one of '
+        f"{CONV_BACKENDS}"
+    )
+# `matmul_conv` stacks the kernel taps of a convolution (an im2col matrix)
+# when that matrix holds at most this many elements per image; bigger ones
+# (VGG's first blocks at 224 px) go to `patch_conv`, whose forward is XLA's.
+IM2COL_LIMIT = 4_000_000
 
 
 def conv_backend() -> str:
-    """The convolution backend `conv2d` uses now ("xla" or "patches")."""
+    """The convolution backend `conv2d` uses now: "xla", "patches" or "matmul".
+
+    "auto" (the default) is resolved here: "matmul" on the CPU, "xla" on
+    accelerators.
+    """
+    if _CONV_BACKEND == "auto":
+        return "matmul" if jax.default_backend() == "cpu" else "xla"
     return _CONV_BACKEND
 
 
 @contextlib.contextmanager
 def use_conv_backend(name: str):
-    """Runs `conv2d` with another backend inside the block (opt-in speed-up on CPU).
+    """Runs `conv2d` with another backend inside the block.
 
-    "patches" computes a convolution's kernel gradient as matmuls of shifted
-    input patches with the output gradient (one per kernel tap), and its input gradient as
-    another `patch_conv`, so every derivative order stays on that path. On
-    XLA:CPU this is several times faster than the native kernel-gradient
-    convolution (see docs/benchmark.md); forward values are unchanged and
-    gradients agree to rounding. The default is "xla" (or $JAXSAL_CONV).
-    Jit caches are cleared on entry and exit, so functions traced under the
-    other backend are traced again.
+    On XLA:CPU the native convolution is slow on small feature maps and
+    1x1 kernels, and its kernel gradient is a convolution whose window is the
+    whole feature map (several times the forward's cost); "matmul" (the
+    CPU default) writes convolutions as matmuls so that every derivative order
+    is a matmul too (see docs/benchmark.md for the measured speed-ups).
+    "patches" keeps XLA's forward and only replaces the kernel gradient;
+    "xla" is XLA's own path (the accelerator default). Values agree to
+    rounding (float64 derivatives to 1e-12 in the tests). Jit caches are
+    cleared on entry and exit, so functions traced under the other backend
+    are traced again.
     """
     global _CONV_BACKEND
     if name not in CONV_BACKENDS:
@@ -80,7 +104,10 @@ def conv2d(x, kernel, bias=None, *, stride=1, padding=0, groups=1):
     sh, sw = _pair(stride)
     ph, pw = _pair(padding)
     pads = ((ph, ph), (pw, pw))
-    if _CONV_BACKEND == "patches" and groups == 1:
+    backend = conv_backend() if groups == 1 else "xla"
+    if backend == "matmul":
+        y = matmul_conv(x, kernel, (sh, sw), pads)
+    elif backend == "patches":
         y = patch_conv(x, kernel, (sh, sw), pads, (1, 1))
     else:
         y = lax.conv_general_dilated(
@@ -94,6 +121,44 @@ def conv2d(x, kernel, bias=None, *, stride=1, padding=0, groups=1):
     if bias is not None:
         y = y + channels_last(bias, y.ndim)
     return y
+
+
+def matmul_conv(x, kernel, strides, padding, im2col_limit: int | None = None):
+    """NHWC / HWIO convolution (no groups, no dilation) written as matmuls.
+
+    Same value as `lax.conv_general_dilated(x, kernel, strides, padding)`.
+    The input is padded and each kernel tap (i, j) takes its strided window
+    of it; the windows are stacked along channels into an im2col matrix of
+    shape (N*oh*ow, kh*kw*cin) and multiplied by the kernel reshaped to
+    (kh*kw*cin, cout). A 1x1 kernel needs no stacking. JAX differentiates
+    this directly: the kernel gradient is one matmul, the input gradient one
+    matmul and a sum of padded windows, at every derivative order. When the
+    matrix would exceed `im2col_limit` elements per image (default
+    `IM2COL_LIMIT`), `patch_conv` is used instead.
+    """
+    kh, kw, cin, cout = kernel.shape
+    (lo_h, hi_h), (lo_w, hi_w) = padding
+    n, h, w = x.shape[:3]
+    oh = (h + lo_h + hi_h - kh) // strides[0] + 1
+    ow = (w + lo_w + hi_w - kw) // strides[1] + 1
+    limit = IM2COL_LIMIT if im2col_limit is None else im2col_limit
+    if kh * kw > 1 and oh * ow * kh * kw * cin > limit:
+        return patch_conv(x, kernel, strides, padding, (1, 1))
+    zero = jnp.zeros((), x.dtype)
+    xp = lax.pad(x, zero, ((0, 0, 0), (lo_h, hi_h, 0), (lo_w, hi_w, 0), (0, 0, 0)))
+    taps = [
+        lax.slice(
+            xp,
+            (0, i, j, 0),
+            (n, i + (oh - 1) * strides[0] + 1, j + (ow - 1) * strides[1] + 1, cin),
+            (1, strides[0], strides[1], 1),
+        )
+        for i in range(kh)
+        for j in range(kw)
+    ]
+    cols = taps[0] if len(taps) == 1 else jnp.concatenate(taps, axis=-1)
+    y = cols.reshape(-1, kh * kw * cin) @ kernel.reshape(kh * kw * cin, cout)
+    return y.reshape(n, oh, ow, cout)
 
 
 def _dilate(n: int, d: int) -> int:
