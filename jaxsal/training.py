@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from jaxsal.checkpoint import load, save
 from jaxsal.data import Scenes, batches, digit_scenes
+from jaxsal.models.layers import use_conv_backend
 from jaxsal.params import ModelParams, init
 
 TRAINING_META = "training.json"
@@ -49,6 +50,11 @@ class TrainConfig:
       warmup_steps: linear warm-up steps.
       reposition: new random digit positions every epoch (same training digits).
       seed: seed of the initialisation, the shuffling and the scenes.
+      conv: the conv backend the training runs with (`use_conv_backend`). The
+        recipe was tuned with XLA's convolution and its escape from the
+        initial chance-level plateau depends on float32 rounding: the same
+        recipe under the CPU default "matmul" ended at test accuracy 0.51
+        instead of 0.89 (noise 0.2), so the recipe pins "xla".
     """
 
     arch: str = "small_cnn"
@@ -62,6 +68,7 @@ class TrainConfig:
     warmup_steps: int = 50
     reposition: bool = True
     seed: int = 0
+    conv: str = "xla"
 
     def key(self) -> str:
         """A short hash of every field: the cache key."""
@@ -217,7 +224,8 @@ def train(config: TrainConfig, *, progress: bool = True) -> tuple[ModelParams, d
     steps = steps_per_epoch * config.epochs
     params = init(config.arch, jax.random.key(config.seed))
     tx = make_optimizer(config, steps)
-    params, losses = fit(params, data, tx, steps=steps, progress=progress, desc=config.arch)
+    with use_conv_backend(config.conv):
+        params, losses = fit(params, data, tx, steps=steps, progress=progress, desc=config.arch)
     train_seconds = time.perf_counter() - t0
     epoch_loss = [float(np.mean(losses[i : i + steps_per_epoch]))
                   for i in range(0, len(losses), steps_per_epoch)]  # fmt: skip

@@ -106,3 +106,10 @@ def test_cache_never_reuses_or_overwrites_foreign_directories(tmp_path):
     (path / "training.json").write_text(json.dumps({"config": dataclasses.asdict(wrong)}))
     with pytest.raises(ValueError, match="holds a model trained with"):
         train_or_load(tmp_path, TINY, progress=False)
+
+
+def test_training_runs_with_the_configured_conv_backend():
+    # an unknown backend must be refused by the training, not ignored
+    with pytest.raises(ValueError, match="unknown conv backend"):
+        jaxsal.training.train(dataclasses.replace(TINY, conv="cudnn"), progress=False)
+    assert cache_path("c", TINY) != cache_path("c", dataclasses.replace(TINY, conv="matmul"))
