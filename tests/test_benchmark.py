@@ -38,10 +38,10 @@ IMPLS = {
 @pytest.mark.parametrize("impl", sorted(IMPLS))
 @pytest.mark.parametrize("k,stride,pad,size", CONVS)
 def test_conv_derivatives_match_xla(impl, k, stride, pad, size, monkeypatch):
-    monkeypatch.setattr(layers, "IM2COL_MIN_CHANNELS", 1)  # im2col on these 3-channel inputs
+    monkeypatch.setattr(layers, "IM2COL_MIN_CHANNELS", 4)  # im2col on these 4-channel inputs
     rng = np.random.default_rng(k * 10 + size)
-    x = jnp.asarray(rng.standard_normal((2, size, size, 3)))
-    w = jnp.asarray(rng.standard_normal((k, k, 3, 4)))
+    x = jnp.asarray(rng.standard_normal((2, size, size, 4)))
+    w = jnp.asarray(rng.standard_normal((k, k, 4, 3)))
     ours = jax.jit(lambda x, w: IMPLS[impl](x, w, stride, pad))
     ref = lambda x, w: xla_conv(x, w, stride, pad)  # noqa: E731
     np.testing.assert_allclose(ours(x, w), ref(x, w), rtol=1e-13, atol=1e-13)
@@ -56,6 +56,14 @@ def test_conv_derivatives_match_xla(impl, k, stride, pad, size, monkeypatch):
     for a, b in zip(second(ours), second(ref)):
         np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-11)
     check_grads(ours, (x, w), order=2, modes=("rev",))
+
+
+@pytest.mark.parametrize("cin,size,conv", [(3, 9, False), (16, 9, True), (64, 9, False),
+                                            (64, 300, True)])  # fmt: skip
+def test_matmul_conv_routes_thin_and_huge_convolutions_to_xla(cin, size, conv):
+    x, w = jnp.zeros((1, size, size, cin)), jnp.zeros((3, 3, cin, 8))
+    text = str(jax.make_jaxpr(lambda x, w: matmul_conv(x, w, (1, 1), ((1, 1), (1, 1))))(x, w))
+    assert ("conv_general_dilated" in text) == conv  # 300x300x9x64 > IM2COL_LIMIT
 
 
 def test_conv_backend_leaves_model_gradients_unchanged():

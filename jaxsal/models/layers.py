@@ -57,11 +57,14 @@ if _CONV_BACKEND not in CONV_BACKENDS:
     )
 # `matmul_conv` stacks the kernel taps of a convolution (an im2col matrix)
 # when that matrix holds at most IM2COL_LIMIT elements per image and the
-# input has at least IM2COL_MIN_CHANNELS channels; the others (VGG's first
-# blocks at 224 px, stems, the small CNN's thin layers, where XLA's forward
-# convolution is faster than a thin matmul) go to `patch_conv`.
+# input has at least IM2COL_MIN_CHANNELS channels or is an image (at most
+# IM2COL_IMAGE_CHANNELS channels: the stems, whose input gradient XLA would
+# compute as a transposed convolution with 3 output channels). The others
+# (VGG's first blocks at 224 px; the small CNN's 16- and 32-channel layers,
+# where XLA's convolution beats a thin matmul) go to `patch_conv`.
 IM2COL_LIMIT = 4_000_000
 IM2COL_MIN_CHANNELS = 64
+IM2COL_IMAGE_CHANNELS = 3
 
 
 def conv_backend() -> str:
@@ -137,8 +140,9 @@ def matmul_conv(x, kernel, strides, padding, im2col_limit: int | None = None):
     this directly: the kernel gradient is one matmul, the input gradient one
     matmul and a sum of padded windows, at every derivative order. When the
     matrix would exceed `im2col_limit` elements per image (default
-    `IM2COL_LIMIT`), or the input has fewer than `IM2COL_MIN_CHANNELS`
-    channels, `patch_conv` is used instead.
+    `IM2COL_LIMIT`), or the input has between `IM2COL_IMAGE_CHANNELS` and
+    `IM2COL_MIN_CHANNELS` channels (both excluded), `patch_conv` is used
+    instead.
     """
     kh, kw, cin, cout = kernel.shape
     (lo_h, hi_h), (lo_w, hi_w) = padding
@@ -146,7 +150,8 @@ def matmul_conv(x, kernel, strides, padding, im2col_limit: int | None = None):
     oh = (h + lo_h + hi_h - kh) // strides[0] + 1
     ow = (w + lo_w + hi_w - kw) // strides[1] + 1
     limit = IM2COL_LIMIT if im2col_limit is None else im2col_limit
-    if kh * kw > 1 and (oh * ow * kh * kw * cin > limit or cin < IM2COL_MIN_CHANNELS):
+    thin = IM2COL_IMAGE_CHANNELS < cin < IM2COL_MIN_CHANNELS
+    if kh * kw > 1 and (oh * ow * kh * kw * cin > limit or thin):
         return patch_conv(x, kernel, strides, padding, (1, 1))
     zero = jnp.zeros((), x.dtype)
     xp = lax.pad(x, zero, ((0, 0, 0), (lo_h, hi_h, 0), (lo_w, hi_w, 0), (0, 0, 0)))
