@@ -51,6 +51,15 @@ def _jsonable(x):
     return dataclasses.asdict(x) if dataclasses.is_dataclass(x) else x
 
 
+def start(workdir, kind: str, cfg) -> tuple[Path, dict, dict[str, Path], dict | None]:
+    """Creates the work directory; returns it, the run's config record, its output
+    paths, and the finished results to resume (same config) if any."""
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    config = {"kind": kind, **dataclasses.asdict(cfg)}
+    return workdir, config, *output_names(workdir, json.loads(json.dumps(config)))
+
+
 def output_names(workdir: Path, config: dict) -> tuple[dict[str, Path], dict | None]:
     """This run's output paths, and the finished results to resume (same config) if any."""
     plain = {"results": workdir / "results.json", "report": workdir / "report.md",
@@ -182,10 +191,7 @@ def example_maps(preds: dict[str, dict], k: int) -> dict[str, np.ndarray]:
 
 def run(workdir, cfg: SceneExperiment, *, progress: bool = True, models_dir=None) -> dict:
     """The embedded experiment (digit scenes with boxes); returns the results dict."""
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    config = {"kind": "scenes", **dataclasses.asdict(cfg)}
-    paths, done = output_names(workdir, json.loads(json.dumps(config)))
+    workdir, config, paths, done = start(workdir, "scenes", cfg)
     if done is not None:
         return {**done, "resumed": True}
     t0, c0 = time.perf_counter(), time.process_time()
@@ -241,10 +247,7 @@ def run_tfds(workdir, cfg: TfdsExperiment, *, progress: bool = True, params=None
     """
     from jaxsal.data import tfds_images
 
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    config = {"kind": "tfds", **dataclasses.asdict(cfg)}
-    paths, done = output_names(workdir, json.loads(json.dumps(config)))
+    workdir, config, paths, done = start(workdir, "tfds", cfg)
     if done is not None:
         return {**done, "resumed": True}
     t0, c0 = time.perf_counter(), time.process_time()

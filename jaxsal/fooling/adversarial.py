@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxsal.fooling.objective import Fooling, penalty
+from jaxsal.fooling.objective import Fooling, loss
 from jaxsal.params import ModelParams
 
 
@@ -199,11 +199,7 @@ def robust_fooling_loss(
     Same signature and aux as `jaxsal.fooling.objective.loss` once `fooling` and
     `eps` are bound (e.g. with `functools.partial`).
     """
-    x, y = batch["image"], jnp.asarray(batch["label"])
-    xa = fgsm(params, x, y, eps=eps)
-    logits = params.module.apply(params.variables, xa)
-    ce = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
-    lf = penalty(params, params0, batch, fooling)
-    total = ce + fooling.lam * lf
-    accuracy = (logits.argmax(-1) == y).mean()
-    return total, {"loss": total, "ce": ce, "penalty": lf, "adv_accuracy": accuracy}
+    xa = fgsm(params, batch["image"], jnp.asarray(batch["label"]), eps=eps)
+    total, aux = loss(params, params0, batch, fooling, inputs=xa)
+    aux["adv_accuracy"] = aux.pop("accuracy")
+    return total, aux

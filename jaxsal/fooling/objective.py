@@ -247,6 +247,8 @@ def loss(
     params0: ModelParams,
     batch: Mapping[str, jax.Array],
     fooling: Fooling,
+    *,
+    inputs: jax.Array | None = None,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """The objective `CE + lam * L_F` and its parts.
 
@@ -256,11 +258,15 @@ def loss(
       params0: the frozen original.
       batch: see the module docstring.
       fooling: the fooling.
+      inputs: the images the cross-entropy (and accuracy) is taken on, e.g.
+        adversarial examples of the batch; default `batch["image"]`. The
+        penalty always uses the batch.
 
     Returns:
       (total, {"loss", "ce", "penalty", "accuracy"}), each a scalar.
     """
-    x, y = batch["image"], _labels(batch)
+    x = batch["image"] if inputs is None else inputs
+    y = _labels(batch)
     logits = params.module.apply(params.variables, x)
     ce = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
     lf = penalty(params, params0, batch, fooling)
