@@ -31,8 +31,8 @@ from benchmarks import torch_baselines as tb
 from benchmarks.lrp_vs_zennit import best_of
 from jaxsal.fooling import objective, trainer
 from jaxsal.forward import resolve_layer, select_class
+from jaxsal.graph._conv import default_conv, resolve_conv
 from jaxsal.lrp.attribution import relevance
-from jaxsal.models.layers import conv_backend, use_conv_backend
 from weights_convert import from_torchvision
 from weights_convert.torch_reference import to_nchw, torch_model, torchvision
 
@@ -128,7 +128,7 @@ def jax_method(method: str, cfg: dict, layer: str, composite: str | None = None)
         return lambda p, x, c, k: jax.grad(lambda x: select_class(jaxsal.logits(p, x), c).sum())(x)
     if method == "lrp":
         return lambda p, x, c, k: relevance(p, x, c, composite=composite)
-    core = getattr(jaxsal, method).core
+    core = getattr(jaxsal, method)
     hyper = {
         "smoothgrad": dict(samples=cfg["samples"], stdev=STDEV, chunk=cfg["chunk"]),
         "integrated_gradients": dict(steps=cfg["samples"], chunk=cfg["chunk"]),
@@ -160,7 +160,7 @@ def machine() -> dict:
             "jax": jax.__version__, "torch": torch.__version__, "backend": jax.default_backend(),
             "devices": str(jax.devices()), "cpu_affinity": len(os.sched_getaffinity(0)),
             "torch_threads": torch.get_num_threads(), "xla_flags": os.environ.get("XLA_FLAGS", ""),
-            "conv_backend": conv_backend()}  # fmt: skip
+            "conv_backend": resolve_conv(default_conv())}  # fmt: skip
     try:
         with open("/proc/cpuinfo") as f:
             info["cpu"] = re.search(r"model name\s*:\s*(.*)", f.read()).group(1)
@@ -239,15 +239,16 @@ def run_fooling(arch, cfg, model, params, layer, dev, bar) -> list[dict]:
     for method in cfg["fooling_methods"]:
         base = {"arch": arch, "batch": n, "method": f"fooling/{method}"}
         # the run's conv backend ("jaxsal"), and XLA's own convolutions beside it
-        backends = [conv_backend()] + (["xla"] if conv_backend() != "xla" else [])
+        run_conv = resolve_conv(params.spec.conv)
+        backends = [run_conv] + (["xla"] if run_conv != "xla" else [])
         for backend in backends:
             bar.set_description(f"{arch} fooling {method} conv={backend}")
-            with use_conv_backend(backend):
-                step, opt_state = fooling_step_jax(params, method, layer)
-                res = time_jax(
-                    step, (params, opt_state, params, batch), images=n, warmup=cfg["warmup"],
-                    reps=cfg["reps"], update=lambda a, out: [out[0], out[1], *a[2:]],
-                )  # fmt: skip
+            p = params.with_conv(backend)
+            step, opt_state = fooling_step_jax(p, method, layer)
+            res = time_jax(
+                step, (p, opt_state, p, batch), images=n, warmup=cfg["warmup"],
+                reps=cfg["reps"], update=lambda a, out: [out[0], out[1], *a[2:]],
+            )  # fmt: skip
             lib = "jaxsal" if backend == backends[0] else "jaxsal-xla-conv"
             rows.append({**base, "library": lib, **res})
         if cfg["torch"]:

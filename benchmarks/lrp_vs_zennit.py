@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from jaxsal.fooling import location_mask, location_penalty
-from jaxsal.lrp import lrp
+from jaxsal.lrp import attribute as lrp
 from jaxsal.postprocess import lrp_t_heatmap
 from weights_convert import from_torchvision
 from weights_convert.torch_reference import to_nchw, torch_model, torchvision

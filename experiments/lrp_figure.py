@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxsal
-from jaxsal.lrp import lrp
+from jaxsal.lrp import attribute as lrp
 from jaxsal.lrp.rules import IMAGENET_MEAN, IMAGENET_STD
 
 COMPOSITES = ("paper", "epsilon_plus", "epsilon_plus_flat", "epsilon_alpha2_beta1",

@@ -57,21 +57,21 @@ def method_table(config: SanityConfig, *, ig_steps: int | None = None) -> dict:
     vg_chunk = 5 if config.checkpoint and config.var_samples % 5 == 0 else None
 
     def cam(p, x, c, k):  # Grad-CAM upsampled to the input, as in the paper's figures
-        return postprocess.upsample(jaxsal.gradcam.core(p, x, c, layer="target", relu=True),
+        return postprocess.upsample(jaxsal.gradcam(p, x, c, layer="target", relu=True),
                                     x.shape[1:3], "bilinear")  # fmt: skip
 
     table = {
-        "gradient": lambda p, x, c, k: jaxsal.simple_grad.core(p, x, c),
-        "gradient_x_input": lambda p, x, c, k: jaxsal.input_x_grad.core(p, x, c),
-        "smoothgrad": lambda p, x, c, k: jaxsal.smoothgrad.core(
+        "gradient": lambda p, x, c, k: jaxsal.simple_grad(p, x, c),
+        "gradient_x_input": lambda p, x, c, k: jaxsal.input_x_grad(p, x, c),
+        "smoothgrad": lambda p, x, c, k: jaxsal.smoothgrad(
             p, x, c, key=k, samples=config.samples, chunk=sg_chunk),
-        "vargrad": lambda p, x, c, k: jaxsal.vargrad.core(
+        "vargrad": lambda p, x, c, k: jaxsal.vargrad(
             p, x, c, key=k, samples=config.var_samples, chunk=vg_chunk),
-        "integrated_gradients": lambda p, x, c, k: jaxsal.integrated_gradients.core(
+        "integrated_gradients": lambda p, x, c, k: jaxsal.integrated_gradients(
             p, x, c, steps=steps),
-        "guided_backprop": lambda p, x, c, k: jaxsal.guided_backprop.core(p, x, c),
+        "guided_backprop": lambda p, x, c, k: jaxsal.guided_backprop(p, x, c),
         "gradcam": cam,
-        "guided_gradcam": lambda p, x, c, k: jaxsal.guided_gradcam.core(
+        "guided_gradcam": lambda p, x, c, k: jaxsal.guided_gradcam(
             p, x, c, layer="target", interpolation="nearest"),
     }  # fmt: skip
     for name in config.lrp_composites:

@@ -1,14 +1,17 @@
-"""jaxsal: differentiable, compiled saliency maps for Flax ports of torchvision CNNs.
+"""jaxsal: differentiable, compiled saliency maps for CNNs in JAX.
 
 Every interpreter has the signature `method(params, x, c, *, key=None, **hyper)`
-with `params` a `ModelParams` (from `init`, `load` or
-`weights_convert.from_torchvision`), `x` an NHWC batch and `c` the class.
+with `params` a `ModelParams` (from `init`, `load`,
+`weights_convert.from_torchvision`, or `wrap` for a user's Flax Linen / NNX
+model or plain function), `x` an NHWC batch and `c` the class.
 """
 
 from jaxsal import (
     data,
     explainers,
     fooling,
+    graph,
+    lrp,
     metrics,
     models,
     pointing,
@@ -19,6 +22,7 @@ from jaxsal import (
 )
 from jaxsal.checkpoint import load, save
 from jaxsal.forward import LayerNotFoundError, features, layer_names, logits
+from jaxsal.graph import UnsupportedOperation, tap
 from jaxsal.interpreters import (
     Interpreter,
     deconvnet,
@@ -32,19 +36,22 @@ from jaxsal.interpreters import (
     smoothgrad,
     vargrad,
 )
-from jaxsal.lrp import lrp
-from jaxsal.params import ModelParams, init
+from jaxsal.params import ModelParams, ModelSpec, init
+from jaxsal.wrap import wrap
 
 __all__ = [
     "Interpreter",
     "LayerNotFoundError",
     "ModelParams",
+    "ModelSpec",
+    "UnsupportedOperation",
     "data",
     "deconvnet",
     "explainers",
     "features",
     "fooling",
     "gradcam",
+    "graph",
     "guided_backprop",
     "guided_gradcam",
     "init",
@@ -62,8 +69,10 @@ __all__ = [
     "save",
     "simple_grad",
     "simple_grad_t",
+    "smoothgrad",
+    "tap",
     "training",
     "trust",
-    "smoothgrad",
     "vargrad",
+    "wrap",
 ]

@@ -51,7 +51,7 @@ def save(path: str | Path, params: ModelParams, *, overwrite: bool = False) -> P
     meta = {
         "arch": arch_of(params.module),
         "num_classes": params.num_classes,
-        "beta": params.module.beta,
+        "beta": None if params.beta is None else float(params.beta),
         "dtype": str(jax.tree.leaves(params.params)[0].dtype),
     }
     (path / META).write_text(json.dumps(meta, indent=2))
@@ -75,8 +75,9 @@ def load(path: str | Path) -> ModelParams:
             "or python -m weights_convert ARCH IN.pth OUT"
         )
     meta = json.loads(meta_file.read_text())
-    module = build_module(meta["arch"], num_classes=meta["num_classes"], beta=meta["beta"])
+    module = build_module(meta["arch"], num_classes=meta["num_classes"])
     with ocp.StandardCheckpointer() as ckpt:
         arrays = ckpt.restore(path / "arrays")
     arrays = jax.tree.map(lambda a: np.asarray(a), arrays)
-    return ModelParams(module=module, params=arrays["params"], state=arrays.get("state", {}))
+    params = ModelParams(module=module, params=arrays["params"], state=arrays.get("state", {}))
+    return params.with_beta(meta["beta"])

@@ -24,13 +24,50 @@ def _all_finite(x) -> bool:
         return bool(jnp.all(jnp.isfinite(x)))
 
 
+def check_params(params) -> ModelParams:
+    """`params` must be a `ModelParams`; other model forms get the way in named."""
+    if isinstance(params, ModelParams):
+        return params
+    kind = type(params).__name__
+    if isinstance(params, dict) and "params" in params:
+        hint = (
+            "this looks like a Flax variables dict: pass jaxsal.wrap(module, variables, "
+            "input_shape=(H, W, C))"
+        )
+    elif callable(params):
+        hint = (
+            "for a Flax NNX module or a function f(x) -> logits use jaxsal.wrap(model, "
+            "input_shape=(H, W, C))"
+        )
+    else:
+        hint = "build one with jaxsal.init, jaxsal.load, jaxsal.wrap or from_torchvision"
+    raise TypeError(f"params must be a jaxsal.ModelParams, got {kind}; {hint}")
+
+
+def check_key(key, method: str) -> jax.Array:
+    """A PRNG key: a typed key (`jax.random.key`) or a legacy uint32 key (`PRNGKey`).
+
+    Legacy keys are converted to typed keys; anything else is refused with the fix.
+    """
+    if isinstance(key, jax.Array) or isinstance(key, np.ndarray):
+        dtype = key.dtype
+        if jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+            if key.ndim != 0:
+                raise ValueError(
+                    f"{method} needs one PRNG key, got a key array of shape {key.shape}"
+                )
+            return key
+        if dtype == np.uint32 and key.shape == (2,):
+            return jax.random.wrap_key_data(key)
+    raise TypeError(
+        f"{method} needs a PRNG key such as key=jax.random.key(0), got {type(key).__name__}"
+        + (f" {key!r}" if isinstance(key, int | float) else "")
+    )
+
+
 def check_input(params: ModelParams, x) -> jax.Array:
     """`x` must be a finite floating NHWC batch with the model's channels and dtype."""
-    if not isinstance(params, ModelParams):
-        raise TypeError(
-            "params must be a jaxsal.ModelParams (from jaxsal.init, jaxsal.load or "
-            f"weights_convert.from_torchvision), got {type(params).__name__}"
-        )
+    check_params(params)
     x = jnp.asarray(x) if _concrete(x) else x
     c = params.in_channels
     if x.ndim != 4:
@@ -46,15 +83,14 @@ def check_input(params: ModelParams, x) -> jax.Array:
             else ""
         )
         raise ValueError(
-            f"x must be NHWC with {c} channels for {type(params.module).__name__}, got shape "
-            f"{tuple(x.shape)}.{hint}"
+            f"x must be NHWC with {c} channels for this model, got shape {tuple(x.shape)}.{hint}"
         )
     if not jnp.issubdtype(x.dtype, jnp.floating):
         raise TypeError(
             f"x must be a floating-point array (normalised like torchvision's inputs), got "
             f"{x.dtype}; convert with x.astype(jnp.float32)"
         )
-    leaves = jax.tree.leaves(params.params)
+    leaves = [a for a in jax.tree.leaves(params.params) if hasattr(a, "dtype")]
     if leaves and leaves[0].dtype != x.dtype:
         dt = leaves[0].dtype
         raise TypeError(

@@ -28,7 +28,6 @@ from tqdm.auto import tqdm
 
 from jaxsal.checkpoint import load, save
 from jaxsal.data import Scenes, batches, digit_scenes
-from jaxsal.models.layers import use_conv_backend
 from jaxsal.params import ModelParams, init
 
 TRAINING_META = "training.json"
@@ -78,7 +77,7 @@ class TrainConfig:
 
 def cross_entropy(params: ModelParams, x: jax.Array, y: jax.Array) -> jax.Array:
     """Mean softmax cross-entropy of the model's logits against integer labels."""
-    logits = params.module.apply(params.variables, x)
+    logits = params.apply(x)
     return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
 
 
@@ -113,7 +112,7 @@ def make_train_step(
 
 @jax.jit
 def _eval_batch(params: ModelParams, x: jax.Array, y: jax.Array) -> dict[str, jax.Array]:
-    logits = params.module.apply(params.variables, x)
+    logits = params.apply(x)
     loss = optax.softmax_cross_entropy_with_integer_labels(logits, y)
     k = min(5, logits.shape[-1])
     top = jax.lax.top_k(logits, k)[1]
@@ -222,10 +221,9 @@ def train(config: TrainConfig, *, progress: bool = True) -> tuple[ModelParams, d
     t0 = time.perf_counter()
     data, steps_per_epoch = train_batches(config)
     steps = steps_per_epoch * config.epochs
-    params = init(config.arch, jax.random.key(config.seed))
+    params = init(config.arch, jax.random.key(config.seed), conv=config.conv)
     tx = make_optimizer(config, steps)
-    with use_conv_backend(config.conv):
-        params, losses = fit(params, data, tx, steps=steps, progress=progress, desc=config.arch)
+    params, losses = fit(params, data, tx, steps=steps, progress=progress, desc=config.arch)
     train_seconds = time.perf_counter() - t0
     epoch_loss = [float(np.mean(losses[i : i + steps_per_epoch]))
                   for i in range(0, len(losses), steps_per_epoch)]  # fmt: skip

@@ -56,9 +56,9 @@ def fooling_loss(params, params0, batch):
 
     del params0
     x, y = batch["image"], batch["label"]
-    logits = params.module.apply(params.variables, x)
+    logits = params.apply(x)
     ce = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
-    h = gradcam_heatmap(gradcam.core(params, x, y, key=None, layer="target", relu=True))
+    h = gradcam_heatmap(gradcam(params, x, y, key=None, layer="target", relu=True))
     penalty = location_penalty(h)
     return ce + LAM * penalty, {"ce": ce, "penalty": penalty}
 

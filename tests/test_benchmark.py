@@ -13,8 +13,8 @@ from jax import lax
 from jax.test_util import check_grads
 
 import jaxsal
-from jaxsal.models import layers
-from jaxsal.models.layers import conv_backend, matmul_conv, patch_conv, use_conv_backend
+from jaxsal.graph import _conv as layers
+from jaxsal.graph._conv import matmul_conv, patch_conv, resolve_conv
 
 # (kernel, stride, padding, input size): torchvision's conv shapes, odd and even sizes.
 CONVS = [(3, 1, 1, 7), (3, 2, 1, 8), (1, 2, 0, 7), (7, 2, 3, 11), (1, 1, 0, 5), (2, 2, 0, 6)]
@@ -72,26 +72,42 @@ def test_conv_backend_leaves_model_gradients_unchanged():
     c = jnp.array([1, 2])
 
     def penalty(p):  # second order: the parameter gradient of a Grad-CAM-style map
-        g = jaxsal.simple_grad_t.core(p, x, c, layer="target")
+        g = jaxsal.simple_grad_t(p, x, c, layer="target")
         return jnp.sum(jnp.tanh(g) ** 2)
 
-    assert conv_backend() == "matmul"  # "auto" on the CPU
-    with use_conv_backend("xla"):
-        ref = jax.grad(penalty)(params), jaxsal.logits(params, x)
+    assert params.spec.conv == "auto" and resolve_conv("auto") == "matmul"  # on the CPU
+    xla = params.with_conv("xla")
+    ref = jax.grad(penalty)(xla), jaxsal.logits(xla, x)
     for backend in ("patches", "matmul"):
-        with use_conv_backend(backend):
-            assert conv_backend() == backend
-            ours = jax.grad(penalty)(params), jaxsal.logits(params, x)
+        p = params.with_conv(backend)
+        ours = jax.grad(penalty)(p), jaxsal.logits(p, x)
         for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(ref)):
             np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
     with pytest.raises(ValueError, match="unknown conv backend"):
-        with use_conv_backend("cudnn"):
-            pass
+        params.with_conv("cudnn")
+
+
+def test_conv_backend_is_static_and_keeps_compiled_functions():
+    """Switching the backend retraces for the new model only: no global state, no cache clearing."""
+    params = jaxsal.init("small_cnn", jax.random.key(0), dtype=jnp.float64)
+    x = jnp.ones((1, 32, 32, 1))
+    traces = []
+
+    @jax.jit
+    def f(p, x):
+        traces.append(p.spec.conv)
+        return p.apply(x)
+
+    f(params.with_conv("xla"), x)
+    f(params.with_conv("matmul"), x)
+    f(params.with_conv("xla"), x)  # cached: no third trace
+    assert traces == ["xla", "matmul"]
 
 
 def test_bad_conv_backend_in_environment_is_refused():
     env = dict(os.environ, JAXSAL_CONV="cudnn")
-    run = subprocess.run([sys.executable, "-c", "import jaxsal"], env=env, capture_output=True,
+    code = "import jax, jaxsal; jaxsal.init('small_cnn', jax.random.key(0))"
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                          text=True, cwd=os.path.dirname(os.path.dirname(__file__)))  # fmt: skip
     assert run.returncode != 0
     assert 'JAXSAL_CONV="cudnn" is not a conv backend' in run.stderr

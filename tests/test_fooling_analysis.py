@@ -193,8 +193,8 @@ def test_free_training_keeps_delta_within_eps_and_pgd_too():
     xa = adversarial.pgd(params, x, y, eps=eps, steps=4)
     assert np.abs(np.asarray(xa - x)).max() <= eps + 1e-12
     ce = lambda xx: optax.softmax_cross_entropy_with_integer_labels(  # noqa: E731
-        params.module.apply(params.variables, xx), y).mean()  # fmt: skip
+        params.apply(xx), y).mean()  # fmt: skip
     assert ce(xa) > ce(x)  # the attack raises the loss
     clean = adversarial.adversarial_accuracy(params, data[0], eps=0.0)
-    logits = np.asarray(params.module.apply(params.variables, x))
+    logits = np.asarray(params.apply(x))
     assert clean == pytest.approx(float(np.mean(logits.argmax(1) == data[0]["label"])))

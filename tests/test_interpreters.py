@@ -37,7 +37,7 @@ def random_params(arch_or_module, *, seed=0, beta=None, num_classes=10) -> Model
     """float64 random weights; BatchNorm scale/var in [0.5, 1.5), mean/bias ~ 0.1 N(0, 1)."""
     module = arch_or_module
     if isinstance(module, str):
-        module = build_module(module, num_classes=num_classes, beta=beta)
+        module = build_module(module, num_classes=num_classes)
     x = jax.ShapeDtypeStruct((1, 32, 32, module.in_channels), F64)
     shapes = jax.eval_shape(module.init, jax.random.key(0), x)
     rng = np.random.default_rng(seed)
@@ -51,7 +51,7 @@ def random_params(arch_or_module, *, seed=0, beta=None, num_classes=10) -> Model
         return 0.1 * rng.normal(size=s.shape)  # biases, running means
 
     v = jax.tree.map(jnp.asarray, jax.tree_util.tree_map_with_path(fill, shapes))
-    return ModelParams(module=module, params=v.pop("params"), state=dict(v))
+    return ModelParams(module=module, params=v.pop("params"), state=dict(v)).with_beta(beta)
 
 
 def images(n, size, channels=1, seed=0):
@@ -184,7 +184,7 @@ def test_ig_completeness_smooth_model():
     where a pool switches and the error falls only like 1/steps (still up to
     8e-3 at 128 steps on the beta-smoothed SmallCNN), so none is used here.
     """
-    params = random_params(SmallCNN(widths=(8, 16, 16), beta=10.0))
+    params = random_params(SmallCNN(widths=(8, 16, 16)), beta=10.0)
     x, base = images(2, 24), 0.3 * images(2, 24, seed=1)
     c = jnp.array([1, 4])
     attr = jaxsal.integrated_gradients(params, x, c, baseline=base, steps=64)

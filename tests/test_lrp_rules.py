@@ -357,7 +357,7 @@ def test_user_composite_names_win_over_types():
 
 def test_lrp_errors_name_the_fix():
     from jaxsal import init
-    from jaxsal.lrp import lrp
+    from jaxsal.lrp import attribute as lrp
 
     params = init("small_cnn", jax.random.key(0))
     x = np.zeros((1, 48, 48, 1), np.float32)

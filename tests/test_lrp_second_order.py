@@ -16,7 +16,7 @@ import pytest
 from torch_ref import torch_model
 
 import jaxsal
-from jaxsal.lrp import lrp
+from jaxsal.lrp import attribute as lrp
 from jaxsal.postprocess import lrp_t_heatmap
 from weights_convert import from_torchvision
 

@@ -23,9 +23,10 @@ import torch
 from torch_ref import to_nchw, to_nhwc, torch_model, torchvision
 
 import jaxsal
-from jaxsal.lrp import DEFAULT_CANONIZERS, EpsilonPlus, canonized_logits, get_composite, lrp
-from jaxsal.lrp.attribution import layer_plan
-from jaxsal.lrp.canonizers import call_graph
+from jaxsal.graph import analyse, trace_graph
+from jaxsal.lrp import DEFAULT_CANONIZERS, EpsilonPlus, canonized_logits, get_composite
+from jaxsal.lrp import attribute as lrp
+from jaxsal.lrp.attribution import lrp_plan
 from jaxsal.lrp.rules import IMAGENET_HIGH, IMAGENET_LOW, IMAGENET_MEAN, IMAGENET_STD
 from jaxsal.models.layers import BatchNorm
 from weights_convert import from_torchvision
@@ -166,16 +167,21 @@ def test_canonizers_leave_logits_unchanged(arch):
     assert float(jnp.abs(got - ref).max()) < 1e-10 * float(jnp.abs(ref).max())
 
 
+def _graph(arch):
+    params = jax.eval_shape(lambda k: jaxsal.init(arch, k), jax.random.key(0))
+    return params, trace_graph(params, jax.ShapeDtypeStruct((1, 64, 64, 3), jnp.float32))
+
+
 def test_fold_plan_covers_every_batch_norm_after_a_conv():
     """ResNet50 and MobileNetV2: all BatchNorms fold; DenseNet121: norm0 and every norm2."""
     folded = {}
     for arch in ("resnet50", "densenet121", "mobilenet_v2"):
-        params = jax.eval_shape(lambda k, a=arch: jaxsal.init(a, k), jax.random.key(0))
-        plan = layer_plan(params, get_composite("paper"), DEFAULT_CANONIZERS)
-        bns = [c.name for c in call_graph(params) if c.kind is BatchNorm]
-        folded[arch] = [name for name in bns if plan[name].identity]
-        convs = [name for name, e in plan.items() if e.fold is not None]
-        assert len(convs) == len(folded[arch])
+        params, graph = _graph(arch)
+        plan = lrp_plan(get_composite("paper"), DEFAULT_CANONIZERS, False)(graph)
+        layers = plan.analysis.layers
+        folded[arch] = [layers[i].name for i in plan.folds.values()]
+        assert all(layers[i].cls is BatchNorm for i in plan.folds.values())
+        assert all(layers[i].kind == "conv" for i in plan.folds)
     assert len(folded["resnet50"]) == 53 == len(bns_of("resnet50"))
     assert len(folded["mobilenet_v2"]) == 52 == len(bns_of("mobilenet_v2"))
     dense = folded["densenet121"]
@@ -184,8 +190,8 @@ def test_fold_plan_covers_every_batch_norm_after_a_conv():
 
 
 def bns_of(arch):
-    params = jax.eval_shape(lambda k: jaxsal.init(arch, k), jax.random.key(0))
-    return [c.name for c in call_graph(params) if c.kind is BatchNorm]
+    _, graph = _graph(arch)
+    return [layer.name for layer in analyse(graph, False).layers if layer.cls is BatchNorm]
 
 
 def bias_free(params):

@@ -12,7 +12,7 @@ BOUNDS = ((0 - MEAN) / STD, (1 - MEAN) / STD)  # the digit scenes' black and whi
 
 
 def grad_expl(p, x, c, k):
-    return jaxsal.simple_grad.core(p, x, c)
+    return jaxsal.simple_grad(p, x, c)
 
 
 def scenes(n=2, size=32):

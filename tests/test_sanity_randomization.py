@@ -84,7 +84,7 @@ def test_randomized_maps_equal_maps_of_each_randomised_model(small):
     layers = parameter_layers(small)
     fresh = randomize_layers(small, layers, key=jax.random.key(2))
     masks = cascading_masks(len(layers))[[0, 1, 6]]
-    got = randomized_maps(small, x, c, lambda p, x, c, k: jaxsal.simple_grad.core(p, x, c),
+    got = randomized_maps(small, x, c, lambda p, x, c, k: jaxsal.simple_grad(p, x, c),
                           masks, key=jax.random.key(0), fresh=fresh)  # fmt: skip
     assert got.shape == (3, 2, 48, 48, 1)
     for row, k in zip(got, (0, 1, 6)):

@@ -170,7 +170,7 @@ def from_torchvision(
     if num_classes is None:
         w = sd.get(CLASSIFIER[arch] + ".weight")
         num_classes = int(w.shape[0]) if w is not None and w.ndim == 2 else None
-    module = build_module(arch, num_classes=num_classes, beta=beta)
+    module = build_module(arch, num_classes=num_classes)
     targets = expected_tensors(module)
 
     problems = []
@@ -213,4 +213,4 @@ def from_torchvision(
         flat[(t.collection, *t.path)] = jnp.asarray(a, dtype)
     variables = unflatten_dict(flat)
     params = variables.pop("params")
-    return ModelParams(module=module, params=params, state=variables)
+    return ModelParams(module=module, params=params, state=variables).with_beta(beta)

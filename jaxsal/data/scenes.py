@@ -47,12 +47,17 @@ class Scenes:
     """A set of scenes as NumPy arrays (one row per scene).
 
     Attributes:
-      images: (N, size, size, 1) float32, normalised as `(canvas - MEAN) / STD`.
-      labels: (N,) int32 class of the digit; (N, 2) for composites (the two classes).
-      boxes: (N, 4) int32 `(y0, x0, y1, x1)`, half-open; (N, 2, 4) for composites.
-      source: index of each digit in `mnist_digits()`, shape (N,) or (N, 2).
-      offsets: top-left canvas position `(y, x)` of each 28x28 digit, (N, 2) or (N, 2, 2).
-      cells: for composites, the 2x2-grid cell (0..3, row-major) of each digit, (N, 2).
+      images: (N, size, size, 1) float32, normalised as `(canvas - mean) / std`.
+      labels: (N,) int32 class of the digit; (N, K) for composites of K digits (K = 2 for
+        `composite_scenes`, 4 for the photo composites).
+      boxes: (N, 4) int32 `(y0, x0, y1, x1)`, half-open; (N, K, 4) for composites.
+      source: index of each digit in `mnist_digits()`, shape (N,) or (N, K).
+      offsets: top-left canvas position `(y, x)` of each 28x28 digit, (N, 2) or (N, K, 2).
+      cells: for composites, the 2x2-grid cell (0..3, row-major) of each digit, (N, K).
+      masks: the digits' stroke pixels, bool (N, size, size) or (N, K, size, size), where
+        the scenes provide them (the photo scenes; None for the blank ones).
+      mean: the pixel mean the images were normalised with (the blank scenes' MEAN).
+      std: the pixel standard deviation the images were normalised with (the blank STD).
     """
 
     images: np.ndarray
@@ -61,13 +66,16 @@ class Scenes:
     source: np.ndarray
     offsets: np.ndarray
     cells: np.ndarray | None = None
+    masks: np.ndarray | None = None
+    mean: float = MEAN
+    std: float = STD
 
     def __len__(self) -> int:
         return len(self.images)
 
     def canvas(self) -> np.ndarray:
         """The canvases before normalisation, (N, size, size) in [0, 1]."""
-        return self.images[..., 0] * np.float32(STD) + np.float32(MEAN)
+        return self.images[..., 0] * np.float32(self.std) + np.float32(self.mean)
 
     def as_dict(self) -> dict[str, np.ndarray]:
         """`{"image", "label", "box"}`: the keys every batch pipeline yields."""

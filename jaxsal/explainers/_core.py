@@ -47,7 +47,7 @@ class Model:
 
     def __call__(self, x: jax.Array) -> jax.Array:
         if self.fn is None:
-            out = self.params.module.apply(self.params.variables, x)
+            out = self.params.apply(x)
         else:
             out = self.fn(x)
         if self.scores == "softmax":

@@ -30,8 +30,6 @@ from jaxsal.fooling.metrics import (
     center_mass_score,
     fooling_success_rate,
     location_test_loss,
-    rankdata,
-    spearman,
     topk_test_loss,
 )
 from jaxsal.fooling.objective import Fooling, fooling_heatmap, test_losses
@@ -46,6 +44,7 @@ from jaxsal.fooling.penalties import (
 )
 from jaxsal.fooling.perturbation import aopc, perturbation_curve, region_relevance
 from jaxsal.fooling.trainer import fine_tune, make_mesh, make_step, shard_batch
+from jaxsal.metrics import rankdata, spearman
 
 __all__ = [
     "adversarial_accuracy",

@@ -34,7 +34,7 @@ from jaxsal.params import ModelParams
 
 
 def _ce(params: ModelParams, x: jax.Array, y: jax.Array) -> jax.Array:
-    logits = params.module.apply(params.variables, x)
+    logits = params.apply(x)
     return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
 
 
@@ -181,7 +181,7 @@ def adversarial_accuracy(
     for i in range(0, len(images), batch_size):
         x, y = jnp.asarray(images[i : i + batch_size]), jnp.asarray(labels[i : i + batch_size])
         xa = pgd(params, x, y, eps=eps, steps=steps)
-        hits += int((params.module.apply(params.variables, xa).argmax(-1) == y).sum())
+        hits += int((params.apply(xa).argmax(-1) == y).sum())
         n += len(y)
     return hits / max(n, 1)
 

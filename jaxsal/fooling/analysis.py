@@ -187,7 +187,7 @@ def aopc_curves(
     for model_name, p in (("original", params0), ("fooled", params)):
 
         def model_fn(xb, p=p):
-            logits = p.module.apply(p.variables, xb)
+            logits = p.apply(xb)
             return jax.nn.softmax(logits) if probabilities else logits
 
         out[model_name] = {}

@@ -151,19 +151,19 @@ def fooling_heatmap(
     """
     c = jnp.broadcast_to(jnp.asarray(c), (x.shape[0],))
     if method == "gradcam":
-        return gradcam_heatmap(gradcam.core(params, x, c, layer=layer))
+        return gradcam_heatmap(gradcam(params, x, c, layer=layer))
     if method == "lrp_t":
         return lrp_t_heatmap(relevance(params, x, c, composite=composite, layer=layer))
     if method == "lrp":
         return reduce_channels(relevance(params, x, c, composite=composite), "sum")
     if method == "simple_grad":
-        return simple_grad_heatmap(simple_grad.core(params, x, c))
+        return simple_grad_heatmap(simple_grad(params, x, c))
     if method == "simple_grad_t":
-        return simple_grad_t_heatmap(simple_grad_t.core(params, x, c, layer=layer))
+        return simple_grad_t_heatmap(simple_grad_t(params, x, c, layer=layer))
     if method == "smoothgrad":
         if key is None:
             key = jax.random.key(0)
-        g = smoothgrad.core(params, x, c, key=key, samples=samples, noise_level=noise_level)
+        g = smoothgrad(params, x, c, key=key, samples=samples, noise_level=noise_level)
         return simple_grad_heatmap(g)
     raise ValueError(f'unknown fooling method "{method}"; use one of {", ".join(METHODS)}')
 
@@ -267,7 +267,7 @@ def loss(
     """
     x = batch["image"] if inputs is None else inputs
     y = _labels(batch)
-    logits = params.module.apply(params.variables, x)
+    logits = params.apply(x)
     ce = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
     lf = penalty(params, params0, batch, fooling)
     total = ce + fooling.lam * lf

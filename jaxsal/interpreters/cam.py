@@ -12,7 +12,7 @@ import jax.numpy as jnp
 
 from jaxsal.forward import class_grads, resolve_layer
 from jaxsal.interpreters.base import interpreter
-from jaxsal.interpreters.guided import GUIDED
+from jaxsal.interpreters.guided import guided, rectified_grads
 from jaxsal.postprocess import upsample
 
 
@@ -58,4 +58,4 @@ def guided_gradcam(params, x, c, *, key=None, layer="target", interpolation="nea
     name = resolve_layer(params, layer)
     _, _, acts, grads = class_grads(params, x, c, layers=(name,), wrt_input=False)
     cam = upsample(cam_from(acts[name], grads[name]), x.shape[1:3], method=interpolation)
-    return class_grads(params, x, c, rule=GUIDED)[1] * cam
+    return rectified_grads(params, x, c, guided, "guided_gradcam")[1] * cam

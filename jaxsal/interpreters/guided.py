@@ -16,7 +16,6 @@ import jax
 
 from jaxsal.forward import class_grads
 from jaxsal.interpreters.base import interpreter
-from jaxsal.models.layers import ReLU, rectifier
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
@@ -38,30 +37,44 @@ def _bwd(act, mode, x, g):
 modified_rectifier.defvjp(_fwd, _bwd)
 
 
-def rectifier_rule(mode: str):
-    """A forward rule that swaps every ReLU / ReLU6 backward pass for `mode`."""
-
-    def rule(module, args, kwargs, next_fun):
-        if isinstance(module, ReLU):  # ReLU6 included
-            return modified_rectifier(rectifier(module.kind, module.beta), mode, *args)
-        return None
-
-    return rule
+def guided(act, x):
+    """A rectifier whose backward pass lets only positive gradients through (Guided Backprop)."""
+    return modified_rectifier(act, "guided", x)
 
 
-GUIDED = rectifier_rule("guided")
-DECONV = rectifier_rule("deconvnet")
+def deconv(act, x):
+    """A rectifier whose backward pass rectifies the gradient (DeconvNet)."""
+    return modified_rectifier(act, "deconvnet", x)
+
+
+def rectified_grads(params, x, c, rectifier, method: str, **kwargs):
+    """`class_grads` with every ReLU's backward pass replaced; refuses unsupported operations.
+
+    Any other nonlinearity would keep its ordinary gradient and the map would
+    silently be a different method's, so models with one are refused.
+    """
+    from jaxsal.graph import analyse, trace_graph, unsupported
+
+    graph = trace_graph(params, x)
+    analysis = analyse(graph, params.spec.kind == "function")
+    unsupported(analysis, method)
+    if not any(layer.kind in ("relu", "relu6") for layer in analysis.layers):
+        raise ValueError(
+            f"{method} found no ReLU in the model (jax.nn.relu, jax.nn.relu6 or max(x, 0)); "
+            "it modifies the backward pass of rectifiers, so it would equal the gradient here"
+        )
+    return class_grads(params, x, c, rectifier=rectifier, **kwargs)
 
 
 @interpreter()
 def guided_backprop(params, x, c, *, key=None):
     """Guided Backprop: only positive gradients pass back through rectifiers (shape of x)."""
     del key
-    return class_grads(params, x, c, rule=GUIDED)[1]
+    return rectified_grads(params, x, c, guided, "guided_backprop")[1]
 
 
 @interpreter()
 def deconvnet(params, x, c, *, key=None):
     """DeconvNet: rectifiers pass back the rectified gradient (shape of x)."""
     del key
-    return class_grads(params, x, c, rule=DECONV)[1]
+    return rectified_grads(params, x, c, deconv, "deconvnet")[1]

@@ -55,5 +55,5 @@ def integrated_gradients(
     alphas, weights = quadrature(steps, method)
     alphas = jnp.asarray(alphas, x.dtype)[:, None, None, None, None]
     path = b[None] + alphas * (x - b)[None]
-    grads = over_samples(lambda p, cp: simple_grad.core(params, p, cp), path, c, chunk)
+    grads = over_samples(lambda p, cp: simple_grad(params, p, cp), path, c, chunk)
     return (x - b) * jnp.tensordot(jnp.asarray(weights, x.dtype), grads, axes=1)

@@ -45,8 +45,9 @@ def over_samples(fn, xs, cs, chunk):
 def noisy_attributions(params, x, c, key, base, samples, noise_level, stdev, chunk):
     key = require_key(key, "a noise tunnel (smoothgrad / vargrad)")
     noise = jax.random.normal(key, (samples,) + x.shape, x.dtype)
+    base_key = jax.random.fold_in(key, 1)  # for a stochastic base
     xs = x[None] + noise_stdev(x, noise_level, stdev)[None] * noise
-    return over_samples(lambda b, cb: base.core(params, b, cb, key=None), xs, c, chunk)
+    return over_samples(lambda b, cb: base(params, b, cb, key=base_key), xs, c, chunk)
 
 
 @interpreter(static=("samples", "base", "chunk"))
@@ -61,7 +62,8 @@ def smoothgrad(
       samples: number of noisy copies (50, as in the sanity-checks paper).
       noise_level: noise stdev as a fraction of each image's value range (0.15).
       stdev: absolute noise stdev, a scalar or one per image; overrides `noise_level`.
-      base: the interpreter to smooth (default SimpleGrad).
+      base: the interpreter to smooth (default SimpleGrad): any function with the
+        interpreter signature `base(params, x, c, *, key)`, the user's own included.
       chunk: samples per pass (None: all at once).
     """
     attrs = noisy_attributions(params, x, c, key, base, samples, noise_level, stdev, chunk)

@@ -4,12 +4,20 @@ The layering follows Zennit: a *rule* is one layer's modified backward pass (a
 `jax.custom_vjp` whose backward pass is plain `jnp`, so maps stay
 differentiable), a *composite* says which rule goes on which layer, a
 *canonizer* rewrites the model into an equivalent LRP-friendly form (BatchNorm
-folded into the preceding conv), and `lrp` runs it all with the interpreter
-signature `lrp(params, x, c, *, composite=, layer=)`.
+folded into the preceding conv), and `attribute` runs it all with the
+interpreter signature `jaxsal.lrp.attribute(params, x, c, *, composite=, layer=)`.
+Rules attach to the layers found in any model's traced operations, so LRP
+works on jaxsal's ports, a user's Flax Linen or NNX model and plain functions.
 """
 
-from jaxsal.lrp.attribution import DEFAULT_CANONIZERS, canonized_logits, lrp, lrp_forward
-from jaxsal.lrp.canonizers import Canonizer, MergeBatchNorm, NamedMergeBatchNorm, fold_batch_norm
+from jaxsal.lrp.attribution import (
+    DEFAULT_CANONIZERS,
+    attribute,
+    canonized_logits,
+    lrp_forward,
+    relevance,
+)
+from jaxsal.lrp.canonizers import Canonizer, MergeBatchNorm, NamedMergeBatchNorm
 from jaxsal.lrp.composites import (
     COMPOSITES,
     Composite,
@@ -60,10 +68,10 @@ __all__ = [
     "WSquare",
     "ZBox",
     "ZPlus",
+    "attribute",
     "canonized_logits",
-    "fold_batch_norm",
     "get_composite",
-    "lrp",
     "lrp_forward",
+    "relevance",
     "stabilize",
 ]

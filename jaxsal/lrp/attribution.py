@@ -1,10 +1,13 @@
-"""LRP maps through the interpreter signature: `lrp(params, x, c, *, composite=, layer=)`.
+"""LRP maps through the interpreter signature: `attribute(params, x, c, *, composite=, layer=)`.
 
-The model runs once with every leaf layer's forward wrapped by its rule's
-`jax.custom_vjp` (applied from outside with the forward rule hook of
-`jaxsal.forward`); the backward pass from the starting relevance (the target
-logit, other logits zero) then carries relevance down to the input, or to a
-named layer (LRP_T). The backward pass is plain `jnp`, so `jax.grad` of any
+The model runs once through the graph evaluator with every layer that its
+composite maps to a rule wrapped in that rule's `jax.custom_vjp` (and every
+BatchNorm that a canonizer folds merged into the layer before it); the
+backward pass from the starting relevance (the target logit, other logits
+zero) then carries relevance down to the input, or to a named layer (LRP_T).
+Layers are found in the traced operations (`jaxsal.graph._layers`), so the
+same rules apply to jaxsal's ports, a user's Flax Linen or NNX model and a
+plain function. The backward pass is plain `jnp`, so `jax.grad` of any
 function of the map with respect to the parameters is exact (second order).
 
 The relevance at the input is always part of the backward pass: a rule's
@@ -17,168 +20,59 @@ of LRP_T is pruned by XLA.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
 
-from jaxsal.forward import forward, module_name, resolve_layer
+from jaxsal.forward import forward, resolve_layer
+from jaxsal.graph import Graph, LrpPlan, analyse, unsupported
 from jaxsal.interpreters.base import interpreter
-from jaxsal.lrp.canonizers import (
-    LEAVES,
-    MergeBatchNorm,
-    as_canonizers,
-    call_graph,
-    fold_plan,
-    folded_params,
-)
-from jaxsal.lrp.composites import Composite, LayerMapComposite, get_composite
-from jaxsal.lrp.rules import attach
-from jaxsal.models.layers import (
-    AdaptiveAvgPool,
-    Add,
-    AvgPool,
-    BatchNorm,
-    Concat,
-    Conv,
-    Dropout,
-    Flatten,
-    Linear,
-    MaxPool,
-    ReLU,
-    adaptive_avg_pool,
-    avg_pool,
-    channels_last,
-    conv2d,
-    linear,
-    max_pool,
-    rectifier,
-)
+from jaxsal.lrp.canonizers import MergeBatchNorm, as_canonizers, fold_plan
+from jaxsal.lrp.composites import Composite, get_composite
 
 DEFAULT_CANONIZERS = (MergeBatchNorm(),)
 
 
-@dataclass(frozen=True)
-class Entry:
-    """How one layer call is treated: its rule, a BatchNorm folded into it, or folded away."""
-
-    rule: object = None
-    fold: str | None = None
-    eps: float | None = None
-    identity: bool = False
-    nonneg: bool = False
-
-
-def layer_plan(params, composite: Composite, canonizers: tuple) -> dict[str, Entry]:
-    """{torchvision path: Entry} for every leaf layer of `params.module`."""
-    return _layer_plan(call_graph(params), composite, canonizers)
+def lrp_plan(composite: Composite | None, canonizers: tuple, function_model: bool):
+    """A function from a graph to its `LrpPlan` (rules and folds), cached per graph."""
+    return functools.partial(_plan, composite=composite, canonizers=canonizers,
+                             function_model=function_model)  # fmt: skip
 
 
 @functools.lru_cache(maxsize=128)
-def _layer_plan(graph, composite: Composite, canonizers: tuple) -> dict[str, Entry]:
-    folds = fold_plan(graph, canonizers)
+def _cached_plan(graph: Graph, composite, canonizers, function_model) -> LrpPlan:
+    analysis = analyse(graph, function_model)
+    if composite is not None:
+        unsupported(analysis, "LRP")
+    folds = fold_plan(analysis, canonizers)
     folded_away = set(folds.values())
-    bn_eps = {c.name: c.eps for c in graph}
-    first_types = composite.first_types()
-    first = True
-    plan = {}
-    for call in graph:
-        if call.name in folded_away:
-            plan[call.name] = Entry(identity=True)
-            continue
-        rule = composite.rule_for(call.kind, call.name, first)
-        if first_types and issubclass(call.kind, first_types):
-            first = False
-        fold = folds.get(call.name)
-        nonneg = bool(call.inputs) and all(i >= 0 and graph[i].nonneg_out for i in call.inputs)
-        plan[call.name] = Entry(rule, fold, bn_eps.get(fold), False, nonneg)
-    return plan
+    rules = {}
+    if composite is not None:
+        first_types = composite.first_types()
+        first = True
+        for layer in analysis.layers:
+            if layer.index in folded_away:
+                continue
+            rule = composite.rule_for(layer.cls, layer.name, first)
+            if first_types and issubclass(layer.cls, first_types):
+                first = False
+            if rule is not None:
+                rules[layer.index] = rule
+    return LrpPlan(analysis, rules, folds)
 
 
-def _adaptive(output_size):
-    size = (output_size, output_size) if isinstance(output_size, int) else tuple(output_size)
-    if size == (1, 1):
-        return lambda x: jnp.mean(x, axis=(1, 2), keepdims=True)
-    return lambda x: adaptive_avg_pool(x, size)
-
-
-def _flatten(x):
-    return jnp.transpose(x, (0, 3, 1, 2)).reshape(x.shape[0], -1)
-
-
-def _bn_affine(x, w, b):
-    y = x * channels_last(w, x.ndim)
-    return y if b is None else y + channels_last(b, x.ndim)
-
-
-def pure_fn(module):
-    """The computation of a parameter-free layer as a pure function of its inputs."""
-    if isinstance(module, ReLU):
-        return rectifier(module.kind, module.beta)
-    if isinstance(module, MaxPool):
-        return lambda x: max_pool(x, module.kernel_size, module.stride, module.padding)
-    if isinstance(module, AvgPool):
-        return lambda x: avg_pool(x, module.kernel_size, module.stride, module.padding)
-    if isinstance(module, AdaptiveAvgPool):
-        return _adaptive(module.output_size)
-    if isinstance(module, Add):
-        return lambda a, b: a + b
-    if isinstance(module, Concat):
-        return lambda *xs: jnp.concatenate(xs, axis=-1)
-    if isinstance(module, Flatten):
-        return _flatten
-    if isinstance(module, Dropout):
-        return lambda x: x
-    raise TypeError(f"no pure function for {type(module).__name__}")
-
-
-def lrp_rule(params, plan: dict[str, Entry]):
-    """A `jaxsal.forward` rule applying `plan` (folds and LRP rules) to each leaf layer."""
-
-    def rule(module, args, kwargs, next_fun):
-        if not isinstance(module, LEAVES):
-            return None
-        name = module_name(module)
-        entry = plan.get(name)
-        if entry is None:
-            return None
-        if entry.identity:
-            return args[0]
-        if isinstance(module, Conv | Linear):
-            w = module.get_variable("params", "kernel")
-            b = module.get_variable("params", "bias") if module.use_bias else None
-            if entry.fold is not None:
-                w, b = folded_params(params, name, entry.fold, entry.eps, w, b)
-            if isinstance(module, Conv):
-                fn = functools.partial(
-                    conv2d, stride=module.stride, padding=module.padding, groups=module.groups
-                )
-            else:
-                fn = linear
-            if entry.rule is None:
-                return fn(args[0], w, b)
-            return attach(entry.rule, fn, args[:1], (w, b), nonneg=entry.nonneg)
-        if entry.rule is None:
-            return None
-        if isinstance(module, BatchNorm):
-            p = module.variables
-            inv = p["params"]["scale"] * jax.lax.rsqrt(p["batch_stats"]["var"] + module.eps)
-            shift = p["params"]["bias"] - p["batch_stats"]["mean"] * inv
-            return attach(entry.rule, _bn_affine, args[:1], (inv, shift), nonneg=entry.nonneg)
-        xs = tuple(args[0]) if isinstance(module, Concat) else tuple(args)
-        return attach(entry.rule, pure_fn(module), xs, nonneg=entry.nonneg)
-
-    return rule
+def _plan(graph, *, composite, canonizers, function_model) -> LrpPlan:
+    return _cached_plan(graph, composite, canonizers, function_model)
 
 
 def lrp_forward(params, x, *, composite, canonizers=DEFAULT_CANONIZERS, taps=(), deltas=None):
-    """`jaxsal.forward.forward` with a composite's rules and the canonizers applied.
+    """The forward pass with a composite's rules and the canonizers applied.
 
     `composite=None` applies the canonizers only (the logits must not change).
     """
-    comp = LayerMapComposite() if composite is None else get_composite(composite)
-    plan = layer_plan(params, comp, as_canonizers(canonizers))
-    return forward(params, x, taps=taps, deltas=deltas, rule=lrp_rule(params, plan))
+    comp = None if composite is None else get_composite(composite)
+    plan = lrp_plan(comp, as_canonizers(canonizers), params.spec.kind == "function")
+    return forward(params, x, taps=taps, deltas=deltas, lrp=plan)
 
 
 def canonized_logits(params, x, *, canonizers=DEFAULT_CANONIZERS) -> jax.Array:
@@ -187,10 +81,11 @@ def canonized_logits(params, x, *, canonizers=DEFAULT_CANONIZERS) -> jax.Array:
 
 
 def relevance(params, x, c, *, composite="paper", canonizers=DEFAULT_CANONIZERS, layer=None):
-    """LRP relevance at the input (layer=None) or at a named layer's output.
+    """LRP relevance at the input (layer=None) or at a named layer's output, unchecked.
 
     The starting relevance is the logit of class `c[i]` for image i (others zero).
     """
+    c = jnp.broadcast_to(jnp.asarray(c), (x.shape[0],))
     names = () if layer is None else (resolve_layer(params, layer),)
     deltas = {}
     if names:  # zeros added to the layer's output: their cotangent is its relevance
@@ -209,12 +104,12 @@ def relevance(params, x, c, *, composite="paper", canonizers=DEFAULT_CANONIZERS,
 
 
 @interpreter(static=("composite", "layer", "canonizers"))
-def _lrp(params, x, c, *, key=None, composite, layer, canonizers):
+def _attribute(params, x, c, *, key=None, composite, layer, canonizers):
     del key
     return relevance(params, x, c, composite=composite, canonizers=canonizers, layer=layer)
 
 
-def lrp(
+def attribute(
     params,
     x,
     c,
@@ -227,16 +122,18 @@ def lrp(
     """Layer-wise relevance propagation: relevance at the input, or at a layer (LRP_T).
 
     Args:
-      params: a `ModelParams`.
-      x: NHWC batch, normalised like torchvision's inputs.
+      params: a `ModelParams` (jaxsal's ports, or any model from `jaxsal.wrap`
+        built of convolutions, dense layers, BatchNorm, ReLU, pooling, residual
+        sums and concatenations).
+      x: NHWC batch, normalised as the model expects.
       c: class index, an int or one per image; its logit is the starting relevance.
       key: unused (the signature is shared by all interpreters).
       composite: a name, "paper" (the fooling paper's LRP-Composite),
         "epsilon_plus", "epsilon_plus_flat", "epsilon_alpha2_beta1",
         "epsilon_gamma_box" (Zennit's composites with its default constants), or
         a `Composite` object (e.g. `LayerMapComposite({Conv: ZPlus(), ...})`).
-      layer: None for the input; a torchvision path or alias ("target") for
-        the relevance at that layer's output (LRP_T; reduce it with
+      layer: None for the input; a layer path or alias ("target") for the
+        relevance at that layer's output (LRP_T; reduce it with
         `jaxsal.postprocess.lrp_t_heatmap`).
       canonizers: default folds BatchNorm into the preceding conv; `()` keeps
         BatchNorm as a layer that passes relevance (the fooling paper's code).
@@ -244,12 +141,16 @@ def lrp(
     Returns:
       The relevance, shape of `x` (or of the layer's output), unnormalised.
 
+    Raises:
+      jaxsal.graph.UnsupportedOperation: the model holds an operation no rule
+        covers (e.g. `tanh`), named with the module it runs in.
+
     References:
       Bach et al., PLoS ONE 2015; Montavon et al., 2019 (LRP overview);
       Heo et al., Fooling neural network interpretations via adversarial model
       manipulation, NeurIPS 2019 (LRP-Composite, LRP_T).
     """
-    return _lrp(
+    return _attribute(
         params,
         x,
         c,
@@ -258,6 +159,3 @@ def lrp(
         layer=layer,
         canonizers=as_canonizers(canonizers),
     )
-
-
-lrp.core = _lrp.core

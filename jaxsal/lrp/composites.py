@@ -5,7 +5,9 @@ A composite is a frozen dataclass (hashable: a static argument of `jax.jit`).
 ordinary gradient (max pooling's winner-takes-all, concatenation's split by
 channel, flatten). Precedence, as in Zennit: the name map, then the first-layer
 map (for the first layer, in execution order, of a matching type), then the
-layer map.
+layer map. Layers are the ones the graph analysis finds in any model
+(`jaxsal.graph._layers`); their classes are jaxsal's layer classes, with
+Flax's `nn.Conv`, `nn.Dense`, `nn.BatchNorm` (and NNX's) accepted as keys.
 
 Built-in composites take their constants as fields and, like Zennit's, a
 `layer_map` of extra (layer types, rule) pairs tried before their own. They
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from jaxsal.graph._kinds import normalize_key
 from jaxsal.lrp.rules import (
     AlphaBeta,
     Epsilon,
@@ -56,12 +59,17 @@ Sum = (Add,)
 BatchNormalization = (BatchNorm,)
 
 
-def _entries(mapping) -> tuple:
-    """A dict or a sequence of (key, rule) pairs as a hashable tuple of pairs."""
+def _entries(mapping, *, classes: bool) -> tuple:
+    """A dict or a sequence of (key, rule) pairs as a hashable tuple of pairs.
+
+    With `classes`, keys are layer classes (Flax's stand for jaxsal's); else names.
+    """
     items = mapping.items() if isinstance(mapping, dict) else mapping
     out = []
     for key, rule in items:
         key = tuple(key) if isinstance(key, list | tuple) else (key,)
+        if classes:
+            key = tuple(normalize_key(k) for k in key)
         if not isinstance(rule, Rule):
             raise TypeError(f"a composite maps layers to Rule instances, got {rule!r} for {key}")
         out.append((key, rule))
@@ -82,7 +90,8 @@ class Composite:
     def __post_init__(self):
         for f in ("layer_map", "name_map", "first_map"):
             if hasattr(self, f):
-                object.__setattr__(self, f, _entries(getattr(self, f)))
+                entries = _entries(getattr(self, f), classes=f != "name_map")
+                object.__setattr__(self, f, entries)
 
     def maps(self) -> tuple[tuple, tuple, tuple]:
         raise NotImplementedError
@@ -91,8 +100,8 @@ class Composite:
         """The rule for a layer of class `kind` at torchvision path `name`.
 
         Args:
-          kind: the layer's Linen class (e.g. `jaxsal.models.layers.Conv`).
-          name: its torchvision path, e.g. "features.0".
+          kind: the layer's class (e.g. `jaxsal.models.layers.Conv`).
+          name: its module path, e.g. "features.0".
           first: no layer has matched the first-layer map yet.
         """
         name_map, first_map, layer_map = self.maps()

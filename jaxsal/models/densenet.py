@@ -30,15 +30,14 @@ from jaxsal.models.layers import (
 class DenseLayer(nn.Module):
     growth_rate: int
     bn_size: int
-    beta: float | None = None
 
     @nn.compact
     def __call__(self, x):
         x = BatchNorm(name="norm1")(x)
-        x = ReLU(self.beta, name="relu1")(x)
+        x = ReLU(name="relu1")(x)
         x = Conv(self.bn_size * self.growth_rate, 1, use_bias=False, name="conv1")(x)
         x = BatchNorm(name="norm2")(x)
-        x = ReLU(self.beta, name="relu2")(x)
+        x = ReLU(name="relu2")(x)
         return Conv(self.growth_rate, 3, 1, 1, use_bias=False, name="conv2")(x)
 
 
@@ -46,24 +45,22 @@ class DenseBlock(nn.Module):
     num_layers: int
     growth_rate: int
     bn_size: int
-    beta: float | None = None
 
     @nn.compact
     def __call__(self, x):
         for i in range(1, self.num_layers + 1):
-            new = DenseLayer(self.growth_rate, self.bn_size, self.beta, name=f"denselayer{i}")(x)
+            new = DenseLayer(self.growth_rate, self.bn_size, name=f"denselayer{i}")(x)
             x = Concat(name=f"cat{i}")([x, new])
         return x
 
 
 class Transition(nn.Module):
     features: int
-    beta: float | None = None
 
     @nn.compact
     def __call__(self, x):
         x = BatchNorm(name="norm")(x)
-        x = ReLU(self.beta, name="relu")(x)
+        x = ReLU(name="relu")(x)
         x = Conv(self.features, 1, use_bias=False, name="conv")(x)
         return AvgPool(2, 2, name="pool")(x)
 
@@ -73,23 +70,20 @@ class DenseFeatures(nn.Module):
     growth_rate: int
     num_init_features: int
     bn_size: int
-    beta: float | None = None
 
     @nn.compact
     def __call__(self, x):
         x = Conv(self.num_init_features, 7, 2, 3, use_bias=False, name="conv0")(x)
         x = BatchNorm(name="norm0")(x)
-        x = ReLU(self.beta, name="relu0")(x)
+        x = ReLU(name="relu0")(x)
         x = MaxPool(3, 2, 1, name="pool0")(x)
         n = self.num_init_features
         for i, layers in enumerate(self.block_config):
-            x = DenseBlock(
-                layers, self.growth_rate, self.bn_size, self.beta, name=f"denseblock{i + 1}"
-            )(x)
+            x = DenseBlock(layers, self.growth_rate, self.bn_size, name=f"denseblock{i + 1}")(x)
             n += layers * self.growth_rate
             if i != len(self.block_config) - 1:
                 n //= 2
-                x = Transition(n, self.beta, name=f"transition{i + 1}")(x)
+                x = Transition(n, name=f"transition{i + 1}")(x)
         return BatchNorm(name="norm5")(x)
 
 
@@ -101,7 +95,6 @@ class DenseNet(nn.Module):
     num_init_features: int = 64
     bn_size: int = 4
     num_classes: int = 1000
-    beta: float | None = None
     in_channels: int = 3
 
     @nn.compact
@@ -111,10 +104,9 @@ class DenseNet(nn.Module):
             self.growth_rate,
             self.num_init_features,
             self.bn_size,
-            self.beta,
             name="features",
         )(x)
-        x = ReLU(self.beta, name="relu")(x)  # torchvision's functional F.relu
+        x = ReLU(name="relu")(x)  # torchvision's functional F.relu
         x = AdaptiveAvgPool(1, name="avgpool")(x)
         x = Flatten(name="flatten")(x)
         return Linear(self.num_classes, name="classifier")(x)

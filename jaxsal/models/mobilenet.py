@@ -27,14 +27,13 @@ class ConvBNReLU(nn.Module):
     kernel_size: int = 3
     stride: int = 1
     groups: int = 1
-    beta: float | None = None
 
     @nn.compact
     def __call__(self, x):
         pad = (self.kernel_size - 1) // 2
         x = Conv(self.features, self.kernel_size, self.stride, pad, self.groups, False, name="0")(x)
         x = BatchNorm(name="1")(x)
-        return ReLU6(self.beta, name="2")(x)
+        return ReLU6(name="2")(x)
 
 
 class InvertedResidualConv(nn.Module):
@@ -44,15 +43,14 @@ class InvertedResidualConv(nn.Module):
     out: int
     stride: int
     expand: bool
-    beta: float | None = None
 
     @nn.compact
     def __call__(self, x):
         i = 0
         if self.expand:
-            x = ConvBNReLU(self.hidden, 1, beta=self.beta, name="0")(x)
+            x = ConvBNReLU(self.hidden, 1, name="0")(x)
             i = 1
-        x = ConvBNReLU(self.hidden, 3, self.stride, self.hidden, self.beta, name=str(i))(x)
+        x = ConvBNReLU(self.hidden, 3, self.stride, self.hidden, name=str(i))(x)
         x = Conv(self.out, 1, use_bias=False, name=str(i + 1))(x)
         return BatchNorm(name=str(i + 2))(x)
 
@@ -61,14 +59,13 @@ class InvertedResidual(nn.Module):
     out: int
     stride: int
     expand_ratio: int
-    beta: float | None = None
 
     @nn.compact
     def __call__(self, x):
         inp = x.shape[-1]
         hidden = int(round(inp * self.expand_ratio))
         y = InvertedResidualConv(
-            hidden, self.out, self.stride, self.expand_ratio != 1, self.beta, name="conv"
+            hidden, self.out, self.stride, self.expand_ratio != 1, name="conv"
         )(x)
         if self.stride == 1 and inp == self.out:
             y = Add(name="add")(x, y)
@@ -76,17 +73,15 @@ class InvertedResidual(nn.Module):
 
 
 class MobileNetFeatures(nn.Module):
-    beta: float | None = None
-
     @nn.compact
     def __call__(self, x):
-        x = ConvBNReLU(32, 3, 2, beta=self.beta, name="0")(x)
+        x = ConvBNReLU(32, 3, 2, name="0")(x)
         i = 1
         for t, c, n, s in SETTINGS:
             for j in range(n):
-                x = InvertedResidual(c, s if j == 0 else 1, t, self.beta, name=str(i))(x)
+                x = InvertedResidual(c, s if j == 0 else 1, t, name=str(i))(x)
                 i += 1
-        return ConvBNReLU(1280, 1, beta=self.beta, name=str(i))(x)
+        return ConvBNReLU(1280, 1, name=str(i))(x)
 
 
 class MobileNetClassifier(nn.Module):
@@ -102,12 +97,11 @@ class MobileNetV2(nn.Module):
     """torchvision MobileNetV2 (width 1.0). Input NHWC, normalised like torchvision's."""
 
     num_classes: int = 1000
-    beta: float | None = None
     in_channels: int = 3
 
     @nn.compact
     def __call__(self, x):
-        x = MobileNetFeatures(self.beta, name="features")(x)
+        x = MobileNetFeatures(name="features")(x)
         x = AdaptiveAvgPool(1, name="avgpool")(x)
         x = Flatten(name="flatten")(x)
         return MobileNetClassifier(self.num_classes, name="classifier")(x)

@@ -24,13 +24,13 @@ ARCHITECTURES = {
 TORCHVISION_ARCHITECTURES = tuple(a for a in ARCHITECTURES if a != "small_cnn")
 
 
-def build_module(arch: str, *, num_classes: int | None = None, beta: float | None = None):
+def build_module(arch: str, *, num_classes: int | None = None):
     """The Linen module of `arch` (torchvision name), e.g. `build_module("resnet50")`."""
     if arch not in ARCHITECTURES:
         raise ValueError(
             f'unknown architecture "{arch}"; known architectures: {", ".join(ARCHITECTURES)}'
         )
-    kwargs = {"beta": beta}
+    kwargs = {}
     if num_classes is not None:
         kwargs["num_classes"] = num_classes
     return ARCHITECTURES[arch](**kwargs)
@@ -38,6 +38,6 @@ def build_module(arch: str, *, num_classes: int | None = None, beta: float | Non
 
 def arch_of(module: nn.Module) -> str:
     for name, ctor in ARCHITECTURES.items():
-        if ctor(num_classes=module.num_classes, beta=module.beta) == module:
+        if ctor(num_classes=module.num_classes) == module:
             return name
     raise ValueError(f"{type(module).__name__} is not one of {', '.join(ARCHITECTURES)}")

@@ -38,7 +38,6 @@ class BasicBlock(nn.Module):
     planes: int
     stride: int = 1
     downsample: bool = False
-    beta: float | None = None
     expansion = 1
 
     @nn.compact
@@ -46,20 +45,19 @@ class BasicBlock(nn.Module):
         identity = x
         y = Conv(self.planes, 3, self.stride, 1, use_bias=False, name="conv1")(x)
         y = BatchNorm(name="bn1")(y)
-        y = ReLU(self.beta, name="relu1")(y)
+        y = ReLU(name="relu1")(y)
         y = Conv(self.planes, 3, 1, 1, use_bias=False, name="conv2")(y)
         y = BatchNorm(name="bn2")(y)
         if self.downsample:
             identity = Downsample(self.planes, self.stride, name="downsample")(x)
         y = Add(name="add")(y, identity)
-        return ReLU(self.beta, name="relu")(y)
+        return ReLU(name="relu")(y)
 
 
 class Bottleneck(nn.Module):
     planes: int
     stride: int = 1
     downsample: bool = False
-    beta: float | None = None
     expansion = 4
 
     @nn.compact
@@ -67,16 +65,16 @@ class Bottleneck(nn.Module):
         identity = x
         y = Conv(self.planes, 1, use_bias=False, name="conv1")(x)
         y = BatchNorm(name="bn1")(y)
-        y = ReLU(self.beta, name="relu1")(y)
+        y = ReLU(name="relu1")(y)
         y = Conv(self.planes, 3, self.stride, 1, use_bias=False, name="conv2")(y)
         y = BatchNorm(name="bn2")(y)
-        y = ReLU(self.beta, name="relu2")(y)
+        y = ReLU(name="relu2")(y)
         y = Conv(self.planes * 4, 1, use_bias=False, name="conv3")(y)
         y = BatchNorm(name="bn3")(y)
         if self.downsample:
             identity = Downsample(self.planes * 4, self.stride, name="downsample")(x)
         y = Add(name="add")(y, identity)
-        return ReLU(self.beta, name="relu")(y)
+        return ReLU(name="relu")(y)
 
 
 class ResLayer(nn.Module):
@@ -86,7 +84,6 @@ class ResLayer(nn.Module):
     planes: int
     blocks: int
     stride: int
-    beta: float | None = None
 
     @nn.compact
     def __call__(self, x):
@@ -95,7 +92,7 @@ class ResLayer(nn.Module):
             downsample = i == 0 and (
                 self.stride != 1 or x.shape[-1] != self.planes * self.block.expansion
             )
-            x = self.block(self.planes, stride, downsample, self.beta, name=str(i))(x)
+            x = self.block(self.planes, stride, downsample, name=str(i))(x)
         return x
 
 
@@ -105,18 +102,17 @@ class ResNet(nn.Module):
     block: type
     layers: tuple[int, int, int, int]
     num_classes: int = 1000
-    beta: float | None = None
     in_channels: int = 3
 
     @nn.compact
     def __call__(self, x):
         x = Conv(64, 7, 2, 3, use_bias=False, name="conv1")(x)
         x = BatchNorm(name="bn1")(x)
-        x = ReLU(self.beta, name="relu")(x)
+        x = ReLU(name="relu")(x)
         x = MaxPool(3, 2, 1, name="maxpool")(x)
         for i, (planes, n) in enumerate(zip((64, 128, 256, 512), self.layers)):
             stride = 1 if i == 0 else 2
-            x = ResLayer(self.block, planes, n, stride, self.beta, name=f"layer{i + 1}")(x)
+            x = ResLayer(self.block, planes, n, stride, name=f"layer{i + 1}")(x)
         x = AdaptiveAvgPool(1, name="avgpool")(x)
         x = Flatten(name="flatten")(x)
         return Linear(self.num_classes, name="fc")(x)

@@ -17,13 +17,12 @@ class SmallCNN(nn.Module):
     """Five 3x3 convs, three max-pools, global average pooling, one dense layer."""
 
     num_classes: int = 10
-    beta: float | None = None
     in_channels: int = 1
     widths: tuple = (16, "M", 32, "M", 64, "M", 64, 64)
 
     @nn.compact
     def __call__(self, x):
-        x = VGGFeatures(self.widths, self.beta, name="features")(x)
+        x = VGGFeatures(self.widths, name="features")(x)
         x = AdaptiveAvgPool(1, name="avgpool")(x)
         x = Flatten(name="flatten")(x)
         return Linear(self.num_classes, name="classifier")(x)

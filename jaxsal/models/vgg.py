@@ -35,6 +35,8 @@ def conv_indices(cfg):
 def feature_aliases(cfg) -> dict[str, str]:
     """Aliases of a VGG-style `features` stack; `target` is the input of the last conv."""
     convs = conv_indices(cfg)
+    if not convs:
+        return {"features": "features"}
     aliases = {"last_conv": f"features.{convs[-1] + 1}", "features": "features"}
     if len(convs) > 1:  # the relu before the last conv; a one-conv net has only its output
         aliases["last_conv_input"] = f"features.{convs[-2] + 1}"
@@ -44,7 +46,6 @@ def feature_aliases(cfg) -> dict[str, str]:
 
 class VGGFeatures(nn.Module):
     cfg: tuple
-    beta: float | None = None
 
     @nn.compact
     def __call__(self, x):
@@ -55,22 +56,21 @@ class VGGFeatures(nn.Module):
                 i += 1
             else:
                 x = Conv(v, 3, padding=1, name=str(i))(x)
-                x = ReLU(self.beta, name=str(i + 1))(x)
+                x = ReLU(name=str(i + 1))(x)
                 i += 2
         return x
 
 
 class VGGClassifier(nn.Module):
     num_classes: int
-    beta: float | None = None
 
     @nn.compact
     def __call__(self, x):
         x = Linear(4096, name="0")(x)
-        x = ReLU(self.beta, name="1")(x)
+        x = ReLU(name="1")(x)
         x = Dropout(name="2")(x)
         x = Linear(4096, name="3")(x)
-        x = ReLU(self.beta, name="4")(x)
+        x = ReLU(name="4")(x)
         x = Dropout(name="5")(x)
         return Linear(self.num_classes, name="6")(x)
 
@@ -80,15 +80,14 @@ class VGG(nn.Module):
 
     cfg: tuple
     num_classes: int = 1000
-    beta: float | None = None
     in_channels: int = 3
 
     @nn.compact
     def __call__(self, x):
-        x = VGGFeatures(self.cfg, self.beta, name="features")(x)
+        x = VGGFeatures(self.cfg, name="features")(x)
         x = AdaptiveAvgPool((7, 7), name="avgpool")(x)
         x = Flatten(name="flatten")(x)
-        return VGGClassifier(self.num_classes, self.beta, name="classifier")(x)
+        return VGGClassifier(self.num_classes, name="classifier")(x)
 
     def layer_aliases(self) -> dict[str, str]:
         return {**feature_aliases(self.cfg), "pre_logits": "classifier.4"}

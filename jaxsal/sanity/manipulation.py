@@ -41,7 +41,7 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
-from jaxsal.fooling.metrics import spearman
+from jaxsal.metrics import spearman
 from jaxsal.params import ModelParams
 
 
@@ -93,7 +93,7 @@ def explanation_map(h: jax.Array) -> jax.Array:
 
 def _objective(params, x, target_map, probs, c, key, explain, config):
     h = explanation_map(explain(params, x, c, key))
-    p = jax.nn.softmax(params.module.apply(params.variables, x), axis=-1)
+    p = jax.nn.softmax(params.apply(x), axis=-1)
     expl = jnp.mean((h - target_map) ** 2)
     out = jnp.mean((p - probs) ** 2)
     return config.expl_weight * expl + config.output_weight * out, (expl, out)
@@ -147,7 +147,7 @@ def manipulate(
       target_map: the target explanations, (N, H, W, 1), each summing to 1
         (`explanation_map` of another image's attribution).
       explain: `explain(params, x, c, key) -> attribution`, traceable and twice
-        differentiable (e.g. `lambda p, x, c, k: jaxsal.simple_grad.core(p, x, c)`);
+        differentiable (e.g. `lambda p, x, c, k: jaxsal.simple_grad(p, x, c)`);
         hashable (a static argument of the jit: define it once).
       bounds: (low, high) of the valid input (the normalised values of black
         and white pixels; arrays broadcasting against x for per-channel
@@ -170,7 +170,7 @@ def manipulate(
             f"target_map must have shape {x.shape[:3] + (1,)} (one map per image), "
             f"got {target_map.shape}; build it with explanation_map"
         )
-    logits = params.module.apply(params.variables, x)
+    logits = params.apply(x)
     probs = jax.nn.softmax(logits, axis=-1)
     c = jnp.argmax(logits, -1) if c is None else jnp.broadcast_to(jnp.asarray(c), x.shape[:1])
     key = jax.random.key(0) if key is None else key
@@ -242,8 +242,8 @@ def manipulation_scores(
     key = jax.random.key(0) if key is None else key
     h0 = explanation_map(explain(params, x, c, key))
     h1 = explanation_map(explain(params, x_adv, c, key))
-    p0 = jax.nn.softmax(params.module.apply(params.variables, x), -1)
-    p1 = jax.nn.softmax(params.module.apply(params.variables, x_adv), -1)
+    p0 = jax.nn.softmax(params.apply(x), -1)
+    p1 = jax.nn.softmax(params.apply(x_adv), -1)
     mse = lambda a, b: jnp.mean((a - b) ** 2, axis=tuple(range(1, a.ndim)))  # noqa: E731
     out = {
         "mse_target": mse(h1, target_map),

@@ -179,7 +179,7 @@ def randomized_maps(
       x: NHWC batch.
       c: classes, shape (N,).
       explain: `explain(params, x, c, key) -> map`, traceable (e.g.
-        `lambda p, x, c, k: jaxsal.smoothgrad.core(p, x, c, key=k)`); hashable,
+        `lambda p, x, c, k: jaxsal.smoothgrad(p, x, c, key=k)`); hashable,
         since it is a static argument of the jit (define it once, reuse it).
       masks: booleans (S, L): which layers each randomisation re-initialises
         (`cascading_masks`, `independent_masks`).

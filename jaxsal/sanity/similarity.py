@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxsal.fooling.metrics import spearman
+from jaxsal.metrics import spearman
 from jaxsal.postprocess import absolute_map, signed_map
 
 METRICS = ("spearman_abs", "spearman_signed", "ssim_abs", "hog_spearman")

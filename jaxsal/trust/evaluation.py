@@ -69,7 +69,7 @@ _posthoc = jax.jit(posthoc_maps, static_argnames=("method", "layer"))
 
 @jax.jit
 def _predict(params, x):
-    return jnp.argmax(params.module.apply(params.variables, x), -1)
+    return jnp.argmax(params.apply(x), -1)
 
 
 def predict_and_explain(

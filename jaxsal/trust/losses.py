@@ -96,9 +96,9 @@ def saliency(params: ModelParams, x: jax.Array, y: jax.Array, *, method: str, la
       (N, h, w) maps in [0, 1], differentiable with respect to `params`.
     """
     if method == "gradcam":
-        m = gradcam.core(params, x, y, layer=layer)[..., 0]
+        m = gradcam(params, x, y, layer=layer)[..., 0]
     elif method == "guided_gradcam":
-        m = jnp.abs(guided_gradcam.core(params, x, y, layer=layer)).sum(-1)
+        m = jnp.abs(guided_gradcam(params, x, y, layer=layer)).sum(-1)
     else:
         raise ValueError(f'unknown saliency method "{method}"; use one of {METHODS}')
     return normalize_max(m)
@@ -165,7 +165,7 @@ def trust_terms(
     Returns:
       {"ce", "s", "r1", "r2", "loss", "logits"}: scaled per-image terms, (N,) each.
     """
-    logits = params.module.apply(params.variables, x)
+    logits = params.apply(x)
     ce = optax.softmax_cross_entropy_with_integer_labels(logits, y)
     if config.method is None:
         zeros = jnp.zeros_like(ce)

@@ -87,11 +87,11 @@ def masked_optimizer(
 def backbone_features(module: nn.Module) -> nn.Module:
     """The `features` stack of a jaxsal backbone, as a fresh (unbound) module."""
     if isinstance(module, MobileNetV2):
-        return MobileNetFeatures(module.beta, name="features")
+        return MobileNetFeatures(name="features")
     if isinstance(module, VGG):
-        return VGGFeatures(module.cfg, module.beta, name="features")
+        return VGGFeatures(module.cfg, name="features")
     if isinstance(module, SmallCNN):
-        return VGGFeatures(module.widths, module.beta, name="features")
+        return VGGFeatures(module.widths, name="features")
     raise ValueError(
         f"transfer heads support MobileNetV2, VGG and SmallCNN backbones, not "
         f"{type(module).__name__}"
@@ -108,7 +108,7 @@ class TransferNet(nn.Module):
     backbone: nn.Module
     num_classes: int = 2
     filters: int = 256
-    beta: float | None = None
+    jaxsal_name = "transfer_net"
 
     @property
     def in_channels(self) -> int:
@@ -116,9 +116,9 @@ class TransferNet(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        x = backbone_features(self.backbone.clone(beta=self.beta))(x)
+        x = backbone_features(self.backbone)(x)
         x = Conv(self.filters, 1, name="head.0")(x)
-        x = ReLU(self.beta, name="head.1")(x)
+        x = ReLU(name="head.1")(x)
         x = AdaptiveAvgPool(1, name="avgpool")(x)
         x = Flatten(name="flatten")(x)
         return Linear(self.num_classes, name="classifier")(x)
@@ -141,7 +141,7 @@ def transfer_model(
     Returns:
       `ModelParams`; train it with `masked_optimizer(tx, p, ("head", "classifier"))`.
     """
-    module = TransferNet(backbone.module, num_classes, filters, backbone.module.beta)
+    module = TransferNet(backbone.module, num_classes, filters)
     dtype = jax.tree.leaves(backbone.params)[0].dtype
     # Only the new layers are initialised (small modules); the backbone is traced, not compiled.
     feats = backbone_features(backbone.module)
@@ -156,7 +156,7 @@ def transfer_model(
     params = {"features": backbone.params["features"], "head.0": conv, "classifier": dense}
     params = jax.tree.map(lambda a: jnp.asarray(a, dtype), params)
     state = {k: {"features": v["features"]} for k, v in backbone.state.items()}
-    return ModelParams(module=module, params=params, state=state)
+    return ModelParams(module=module, params=params, state=state).with_beta(backbone.beta)
 
 
 # ---------------------------------------------------------------- the step
