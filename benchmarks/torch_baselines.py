@@ -6,15 +6,26 @@ one jaxsal call of `benchmarks.throughput`. The fooling step is a plain
 PyTorch implementation of one fine-tuning step of Heo et al. (2019), written
 the way the authors did it: the heatmap by `torch.autograd.grad(...,
 create_graph=True)` and the loss's gradient by an ordinary `backward()`.
+
+bfloat16: `autocast(fn, device)` runs any of them under `torch.autocast`
+(bfloat16 convolutions and matrix products, float32 elsewhere), PyTorch's
+counterpart of jaxsal's `params.with_precision("bfloat16")`. Nothing here
+keeps hooks on the model between calls: each call registers what it needs
+and removes it (pytorch-grad-cam's hooks included).
 """
 
 from __future__ import annotations
 
+import copy
+import types
+
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from jaxsal.fooling import location_mask
+from weights_convert.torch_reference import torchvision
 
 ZENNIT_COMPOSITES = {
     "epsilon_plus": "EpsilonPlus",
@@ -81,14 +92,110 @@ def captum(model, method: str, xt, ct, *, layer=None, samples=50, chunk=None, st
     raise ValueError(f"no Captum baseline for {method}")
 
 
-def grad_cam_library(model, xt, ct, *, layer):
-    """pytorch-grad-cam's GradCAM (includes its upsampling to the input and scaling)."""
-    from pytorch_grad_cam import GradCAM
+def autocast(fn, device: str):
+    """`fn` run under `torch.autocast(device, dtype=torch.bfloat16)`."""
+
+    def run():
+        with torch.autocast(device, dtype=torch.bfloat16):
+            return fn()
+
+    return run
+
+
+def _float32_output(module, inputs, output):
+    """Forward hook: the layer's output in float32 under autocast (numpy has no bfloat16)."""
+    if output.dtype == torch.bfloat16:
+        return output.float()
+    return None
+
+
+def grad_cam_library(model, xt, ct, *, layer, cls="GradCAM", batch_size=16):
+    """pytorch-grad-cam's `cls` (GradCAM, GradCAMPlusPlus, ScoreCAM), upsampling and scaling.
+
+    The CAM object and its hooks live for one call. Under autocast the layer's
+    output is cast to float32 first: the library converts activations and
+    gradients to NumPy, which has no bfloat16 (the rest of the model keeps
+    autocast). Score-CAM scores `batch_size` channels per forward pass and
+    its progress bar is silenced.
+    """
+    import pytorch_grad_cam
+    from pytorch_grad_cam import score_cam
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-    cam = GradCAM(model=model, target_layers=[torch_layer(model, layer)])
+    score_cam.tqdm = types.SimpleNamespace(tqdm=lambda it, **kw: it)
+    mod = torch_layer(model, layer)
     targets = [ClassifierOutputTarget(int(c)) for c in ct]
-    return lambda: cam(input_tensor=xt, targets=targets)
+
+    def run():
+        cast = mod.register_forward_hook(_float32_output)  # before the library's own hook
+        try:
+            with getattr(pytorch_grad_cam, cls)(model=model, target_layers=[mod]) as cam:
+                cam.batch_size = batch_size
+                return cam(input_tensor=xt, targets=targets)
+        finally:
+            cast.remove()
+
+    return run
+
+
+def _basic_forward(self, x):
+    identity = x if self.downsample is None else self.downsample(x)
+    out = self.relu1(self.bn1(self.conv1(x)))
+    return self.relu2(self.bn2(self.conv2(out)) + identity)
+
+
+def _bottleneck_forward(self, x):
+    identity = x if self.downsample is None else self.downsample(x)
+    out = self.relu1(self.bn1(self.conv1(x)))
+    out = self.relu2(self.bn2(self.conv2(out)))
+    return self.relu3(self.bn3(self.conv3(out)) + identity)
+
+
+def deeplift_ready(model):
+    """A copy of `model` with one ReLU module per call (Captum's DeepLift refuses reused ones).
+
+    torchvision's ResNet blocks call one `nn.ReLU` two (BasicBlock) or three
+    (Bottleneck) times; the copy's blocks get a ReLU per call, the same function.
+    """
+    resnet = torchvision().models.resnet
+    model = copy.deepcopy(model)
+    for m in model.modules():
+        if isinstance(m, resnet.Bottleneck):
+            m.relu1, m.relu2, m.relu3 = nn.ReLU(), nn.ReLU(), nn.ReLU()
+            m.forward = types.MethodType(_bottleneck_forward, m)
+        elif isinstance(m, resnet.BasicBlock):
+            m.relu1, m.relu2 = nn.ReLU(), nn.ReLU()
+            m.forward = types.MethodType(_basic_forward, m)
+    return model
+
+
+def captum_reference(model, method: str, xt, ct, *, baselines=None, samples=5, window=None,
+                     chunk=None):  # fmt: skip
+    """Captum's DeepLift (zero baseline), GradientShap and Occlusion on the batch `xt`.
+
+    GradientShap: `samples` samples per image over `baselines` (NCHW), no noise.
+    Occlusion: `window` = (size, stride) of square windows over all channels, zero
+    baseline, `chunk` windows per forward pass.
+    """
+    from captum import attr
+
+    target = ct.tolist()
+    if method == "deeplift":
+        s = attr.DeepLift(deeplift_ready(model))
+        return lambda: s.attribute(xt, target=target)
+    if method == "gradient_shap":
+        s = attr.GradientShap(model)
+        return lambda: s.attribute(xt, baselines=baselines, n_samples=samples, stdevs=0.0,
+                                   target=target)  # fmt: skip
+    if method == "occlusion":
+        size, stride = window
+        c = xt.shape[1]
+        s = attr.Occlusion(model)
+        return lambda: s.attribute(
+            xt, sliding_window_shapes=(c, size, size), strides=(c, stride, stride),
+            baselines=0.0, target=target, perturbations_per_eval=chunk or 1,
+        )  # fmt: skip
+    raise ValueError(f"no Captum baseline for {method}")
 
 
 def zennit_composite(arch: str, composite: str):

@@ -1,14 +1,17 @@
-"""The main job's entry point: the fooling study on the embedded digit scenes.
+"""The main job: the fooling study (Heo et al. 2019) on the embedded default.
 
-    python -m experiments.main [--workdir runs/default] [--quick] [--analyses all]
+    python -m experiments.main [--workdir runs/default] [--quick] [--seeds N] [--analyses all]
 
-Trains the small CNN on noisy digit scenes (or loads it from `WORKDIR/models/`),
-fools Grad-CAM and LRP_T four ways (Location, Top-k, Center-mass, Active), and
-writes `results.json`, `report.md` and `figures/` into the work directory: FSR
-with every interpreter (transfer matrix), Top-1 / Top-5 before and after, AOPC
-curves, maps before and after. `--analyses all` adds the weight-noise,
-adversarial-training and SmoothGrad analyses. A rerun resumes: finished runs
-are loaded, interrupted ones continue from their checkpoints.
+Trains the small CNN on digits placed on photographs (or loads it from
+`WORKDIR/models/`), fools Grad-CAM and LRP_T four ways (Location, Top-k,
+Center-mass, Active), and writes `results.json`, `report.md` and `figures/`
+into the work directory: Top-1 / Top-5 before and after, FSR with every
+method (the transfer matrix) under intervals calibrated on validation data,
+AOPC curves, maps before and after. `--seeds 3` repeats it with three base
+models and fooling seeds and reports means with standard deviations;
+`--analyses all` adds weight noise, an adversarially trained model and
+SmoothGrad fooling. A rerun resumes: finished runs are loaded, interrupted
+ones continue from their checkpoints. See docs/fooling.md.
 """
 
 from __future__ import annotations
@@ -16,22 +19,18 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from experiments.config import get_config
-from experiments.fooling import add_common, apply_common, use_compile_cache
-from experiments.job import run_job
+from experiments.common import load_config
+from experiments.fooling.main import add_study_arguments, run
+
+CONFIG = str(Path(__file__).parent / "fooling" / "configs" / "embedded.py")
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m experiments.main", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    parser.add_argument("--workdir", default="runs/default", help="work directory (resumed)")
-    parser.add_argument("--quick", action="store_true", help="tiny smoke-test configuration")
-    add_common(parser)
+    add_study_arguments(parser, "runs/default")
     args = parser.parse_args(argv)
-    if not args.no_compile_cache:
-        use_compile_cache(Path(args.workdir) / "jax_cache")
-    config = apply_common(get_config(quick=args.quick), args)
-    return run_job(args.workdir, config, progress=not args.no_progress)
+    return run(args, load_config(f"{CONFIG}:{'quick' if args.quick else 'default'}"))
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ from jaxsal.graph._conv import check_conv, default_conv
 from jaxsal.models.registry import ARCHITECTURES, arch_of, build_module
 
 KINDS = ("linen", "nnx", "function")
+PRECISIONS = (None, "bfloat16", "float16")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,11 +49,15 @@ class ModelSpec:
       conv: convolution backend ("auto", "xla", "patches", "matmul"; see
         `jaxsal.graph._conv`).
       arch: jaxsal's architecture name (`jaxsal.models.ARCHITECTURES`), or the
-        registered name of another model class (`jaxsal.checkpoint.register`);
+        registered name of another model class (`jaxsal.checkpoint.register_model`);
         None for user models.
       has_params: a "function" model takes `(params, x)` (else `(x)`).
       input_size: (H, W) of an example input, used to list layer names.
       call_kwargs: (name, value) pairs passed to every Linen `apply`.
+      precision: None (compute in the arrays' dtype), or "bfloat16" / "float16":
+        every convolution and matrix product takes its inputs in that dtype and
+        accumulates in float32; everything else, the parameters and the maps
+        stay float32 (`ModelParams.with_precision`).
     """
 
     kind: str
@@ -64,11 +69,17 @@ class ModelSpec:
     has_params: bool = True
     input_size: tuple[int, int] | None = None
     call_kwargs: tuple = ()
+    precision: str | None = None
 
     def __post_init__(self):
         if self.kind not in KINDS:
             raise ValueError(f"model kind must be one of {KINDS}, got {self.kind!r}")
         check_conv(self.conv)
+        if self.precision not in PRECISIONS:
+            raise ValueError(
+                f"precision must be one of {PRECISIONS}, got {self.precision!r}; e.g. "
+                'params.with_precision("bfloat16")'
+            )
 
     def trace_key(self) -> tuple:
         """What, besides the module and the arrays' shapes, changes the traced graph."""
@@ -147,13 +158,24 @@ class ModelParams:
         stored as a 0-d array leaf of the parameters' dtype.
         """
         if beta is not None and not isinstance(beta, jax.core.Tracer):
-            leaves = [a for a in jax.tree.leaves(self.params) if hasattr(a, "dtype")]
+            leaves = [a for a in jax.tree.leaves(self.params)
+                      if hasattr(a, "dtype") and jnp.issubdtype(a.dtype, jnp.floating)]  # fmt: skip
             beta = jnp.asarray(beta, leaves[0].dtype if leaves else None)
         return self.replace(beta=beta)
 
     def with_conv(self, conv: str) -> ModelParams:
         """The same model running its convolutions on another backend (`jaxsal.graph._conv`)."""
         return self.replace(spec=dataclasses.replace(self.spec, conv=check_conv(conv)))
+
+    def with_precision(self, precision: str | None) -> ModelParams:
+        """The same model computing its convolutions and matrix products in `precision`.
+
+        "bfloat16" (or "float16", for GPUs): the matmul inputs in that dtype,
+        accumulation in float32; parameters, activations between layers and
+        maps stay in the arrays' own dtype (float32). None: full precision.
+        Static under `jit`, like the conv backend.
+        """
+        return self.replace(spec=dataclasses.replace(self.spec, precision=precision))
 
     def astype(self, dtype) -> ModelParams:
         """All arrays cast to `dtype` (e.g. jnp.float64 for reference comparisons)."""
@@ -167,6 +189,17 @@ class ModelParams:
         from jaxsal.graph import evaluate
 
         return evaluate(self, x)[0]
+
+    def train_apply(self, x: jax.Array) -> tuple[jax.Array, Any]:
+        """Logits in training mode (BatchNorm on batch statistics) and the updated state.
+
+        Only training from scratch needs this (`jaxsal.train.classification_loss(train=True)`);
+        explanations always use inference mode.
+        """
+        from jaxsal.graph import evaluate
+
+        logits, _, state = evaluate(self, x, train=True)
+        return logits, state
 
 
 def default_input_shape(params_or_module, size: int | None = None) -> tuple[int, int, int, int]:
@@ -199,10 +232,10 @@ def init(
       conv: convolution backend (default `$JAXSAL_CONV` or "auto").
     """
     from jaxsal.checks import check_key
+    from jaxsal.hyper import check_init
 
+    check_init(arch, num_classes=num_classes, beta=beta, dtype=dtype, conv=conv)
     key = check_key(key, "init")
-    if num_classes is not None and (not isinstance(num_classes, int) or num_classes < 1):
-        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
     module = build_module(arch, num_classes=num_classes)
     params = init_module(module, key, dtype=dtype)
     if conv is not None:

@@ -93,11 +93,12 @@ def wrap(
             f"shape {out.shape}"
         )
     spec = dataclasses.replace(spec, num_classes=int(out.shape[1]))
-    return wrapped.replace(spec=spec, beta=beta)
+    return wrapped.replace(spec=spec).with_beta(beta)
 
 
 def _dtype(params):
-    leaves = [a for a in jax.tree.leaves(params) if hasattr(a, "dtype")]
+    leaves = [a for a in jax.tree.leaves(params)
+              if hasattr(a, "dtype") and jax.numpy.issubdtype(a.dtype, jax.numpy.floating)]  # fmt: skip
     return leaves[0].dtype if leaves else jax.numpy.result_type(float)
 
 

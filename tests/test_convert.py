@@ -13,6 +13,7 @@ arrays, and neither the CLI nor `jaxsal.save` overwrites anything unasked.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -306,3 +307,49 @@ def test_save_refuses_to_overwrite(resnet18, tmp_path):
     with pytest.raises(FileExistsError, match="not a jaxsal checkpoint"):
         jaxsal.save(tmp_path / "notes", params, overwrite=True)
     assert (tmp_path / "notes" / "keep.txt").read_text() == "mine"
+
+
+# --- which architecture fits, the problem cap, the command line ---------------------------
+
+
+def test_the_architecture_that_fits_is_named_before_the_problems(resnet18):
+    msg = conversion_error("resnet34", resnet18.state_dict())
+    head, *lines = msg.splitlines()
+    assert head.startswith("the state_dict does not fit resnet34 (")
+    assert "this state_dict fits resnet18: convert it as resnet18" in head
+    problems = [line.strip() for line in lines]
+    assert len(problems) == 21 and re.fullmatch(r"\.\.\. and \d+ more", problems[-1])
+    total = int(re.search(r"\((\d+) problems\)", head).group(1))
+    assert int(problems[-1].split()[2]) == total - 20
+
+
+def test_wrong_num_classes_says_which_fits(resnet18):
+    msg = conversion_error("resnet18", resnet18.state_dict(), num_classes=5)
+    assert f"it fits resnet18 with num_classes={NUM_CLASSES}" in msg.splitlines()[0]
+
+
+def test_no_fit_names_no_architecture(resnet18):
+    sd = resnet18.state_dict()
+    del sd["fc.bias"]
+    assert "fits" not in conversion_error("resnet18", sd)
+
+
+def test_cli_help_lists_the_architectures():
+    run = cli("--help")
+    assert run.returncode == 0, run.stderr
+    for arch in ARCHS:
+        assert arch in run.stdout
+    bad = cli("resnet5", "in.pth", "out")
+    assert bad.returncode == 2 and "invalid choice: 'resnet5'" in bad.stderr
+
+
+def test_console_script_and_quiet_metadata():
+    import importlib
+    import tomllib
+
+    meta = tomllib.loads((REPO / "pyproject.toml").read_text())
+    target = meta["project"]["scripts"]["jaxsal-convert"]
+    module, func = target.split(":")
+    assert callable(getattr(importlib.import_module(module), func))
+    assert meta["project"]["license"] == "Apache-2.0"  # SPDX: no setuptools deprecation
+    assert "setuptools>=77" in meta["build-system"]["requires"]

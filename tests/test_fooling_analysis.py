@@ -17,7 +17,7 @@ from jaxsal.fooling import adversarial, analysis, objective
 from jaxsal.models import SmallCNN
 from jaxsal.models.layers import Flatten, Linear
 from jaxsal.params import ModelParams, init_module
-from jaxsal.training import evaluate
+from jaxsal.train import evaluate
 
 RNG = np.random.default_rng(0)
 
@@ -144,7 +144,7 @@ def test_noise_zero_gives_the_fooled_models_own_figures():
     rows = analysis.noise_robustness(params, params0, data, f, levels=(0.0, 0.5),
                                      key=jax.random.key(1), evaluate=ev)  # fmt: skip
     own = ev(params)
-    t = objective.test_losses(params, params0, data, f)
+    t = objective.test_losses(params, data, params0, f)
     assert rows[0]["top1"] == own["top1"] and rows[0]["top5"] == own["top5"]
     assert rows[0]["fsr"] == {"gradcam": pytest.approx(float(np.mean(np.asarray(t) <= 0.2)))}
     assert rows[1]["fsr"]["gradcam"] >= 0.0 and 0.0 <= rows[1]["top1"] <= 1.0
@@ -155,24 +155,31 @@ def test_noise_zero_gives_the_fooled_models_own_figures():
 
 
 def test_free_step_on_a_linear_model():
-    """One replay: SGD on the loss at x + delta, delta moved by eps * sign(input gradient)."""
+    """Each replay: SGD on the loss at x + delta, delta moved by eps * sign(input gradient)."""
+    from jaxsal.train import make_mesh, make_step, masked
+
     params = linear_model(seed=3)
     x = RNG.normal(size=(5, 4, 4, 1))
     y = np.array([0, 1, 2, 1, 0])
     eps, lr = 0.25, 0.1
-    step = adversarial.make_free_step(optax.sgd(lr), eps=eps)
+    tx = masked(adversarial.free_optimizer(optax.sgd(lr), eps=eps), (params, np.zeros_like(x)))
+    project = lambda t: (t[0], jnp.clip(t[1], -eps, eps))  # noqa: E731
+    step = make_step(adversarial.free_adversarial_loss, tx, mesh=make_mesh(jax.devices()[:1]),
+                     project=project)  # fmt: skip
     w, b = (np.asarray(params.params["fc"][k]) for k in ("kernel", "bias"))
     delta = np.zeros_like(x)
-    state = optax.sgd(lr).init(params.params)
-    p = params
+    trained = (params, jnp.asarray(delta))
+    state = tx.init(trained)
+    batch = {"image": jnp.asarray(x), "label": jnp.asarray(y)}
     for _ in range(3):
         xf = (x + delta).reshape(5, -1)
         err = softmax(xf @ w + b)
         err[np.arange(5), y] -= 1.0
         gx = (err @ w.T / 5).reshape(x.shape)
         w, b = w - lr * xf.T @ err / 5, b - lr * err.mean(axis=0)
-        p, state, new_delta, _ = step(p, state, jnp.asarray(delta), jnp.asarray(x), jnp.asarray(y))
+        trained, state, _ = step(trained, state, batch, None)
         delta = np.clip(delta + eps * np.sign(gx), -eps, eps)
+        p, new_delta = trained
         np.testing.assert_allclose(new_delta, delta, atol=1e-12)
         np.testing.assert_allclose(p.params["fc"]["kernel"], w, rtol=1e-10, atol=1e-12)
         np.testing.assert_allclose(p.params["fc"]["bias"], b, rtol=1e-10, atol=1e-12)
@@ -181,12 +188,13 @@ def test_free_step_on_a_linear_model():
 
 def test_free_training_keeps_delta_within_eps_and_pgd_too():
     params = linear_model(seed=4)
-    data = [{"image": RNG.normal(size=(4, 4, 4, 1)), "label": RNG.integers(0, 3, 4)}
-            for _ in range(3)]  # fmt: skip
+    images, labels = RNG.normal(size=(12, 4, 4, 1)), RNG.integers(0, 3, 12)
+    data = [{"image": images[i : i + 4], "label": labels[i : i + 4]} for i in (0, 4, 8)]
     eps = 0.1
     trained, rec = adversarial.free_adversarial_training(
-        params, data, tx=optax.adam(1e-2), eps=eps, replays=3, progress=False
-    )
+        params, {"image": images, "label": labels}, tx=optax.adam(1e-2), eps=eps, batch_size=4,
+        steps=3, replays=3, progress=False,
+    )  # fmt: skip
     assert len(rec["loss"]) == 9 and rec["max_abs_delta"] <= eps + 1e-12
     assert not np.allclose(trained.params["fc"]["kernel"], params.params["fc"]["kernel"])
     x, y = jnp.asarray(data[0]["image"]), jnp.asarray(data[0]["label"])

@@ -9,7 +9,7 @@ import pytest
 import scipy.stats
 
 import jaxsal
-from jaxsal import fooling
+from jaxsal import fooling, metrics
 from jaxsal.models import SmallCNN
 
 
@@ -26,7 +26,7 @@ def one_hot(n_h, n_w, *points):
 def test_rankdata_matches_scipy_with_ties():
     a = np.random.default_rng(0).integers(0, 5, size=(4, 30)).astype(float)
     expected = scipy.stats.rankdata(a, method="average", axis=-1)
-    np.testing.assert_array_equal(jax.jit(fooling.rankdata)(a), expected)
+    np.testing.assert_array_equal(jax.jit(metrics.rankdata)(a), expected)
 
 
 @pytest.mark.parametrize("ties", [False, True])
@@ -38,14 +38,14 @@ def test_spearman_matches_scipy(ties):
     b[0] = a[0] ** 3  # a monotone map: correlation 1
     b[1] = -a[1]
     expected = [scipy.stats.spearmanr(u.ravel(), v.ravel()).statistic for u, v in zip(a, b)]
-    got = jax.jit(fooling.spearman)(a, b)
+    got = jax.jit(metrics.spearman)(a, b)
     np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(got[:2], [1.0, -1.0], rtol=1e-12)
 
 
 def test_spearman_constant_is_nan():
     a = np.ones((1, 7, 7, 1))
-    assert bool(jnp.isnan(fooling.spearman(a, np.random.default_rng(2).random(a.shape))[0]))
+    assert bool(jnp.isnan(metrics.spearman(a, np.random.default_rng(2).random(a.shape))[0]))
 
 
 # --- Per-image test losses ----------------------------------------------------------------
@@ -233,3 +233,15 @@ def test_perturbation_bad_inputs_raise(linear):
         fooling.perturbation_curve(model_fn, x, c, contrib, patch=2, order="best")
     with pytest.raises(ValueError, match="steps"):
         fooling.perturbation_curve(model_fn, x, c, contrib, patch=2, steps=17, reference=0.0)
+
+
+def test_mass_in_boxes_and_active_swap_score_by_hand():
+    """A 4x4 map of an 8x8 input (2x2-pixel cells); boxes cover whole and half cells."""
+    h = np.zeros((1, 4, 4, 1))
+    h[0, 0, 0, 0], h[0, 3, 3, 0], h[0, 0, 3, 0] = 3.0, 1.0, -5.0  # the negative cell is ignored
+    own = np.array([[[0, 0, 2, 2], [0, 0, 0, 0]]])  # cell (0, 0); an empty padding box
+    other = np.array([[[6, 6, 8, 7]]])  # half of cell (3, 3)
+    np.testing.assert_allclose(fooling.mass_in_boxes(h, own, (8, 8)), [3.0 / 4.0])
+    np.testing.assert_allclose(fooling.mass_in_boxes(h, other, (8, 8)), [0.5 / 4.0])
+    np.testing.assert_allclose(fooling.active_swap_score(h, own, other, (8, 8)), [0.5 / 4 - 0.75])
+    np.testing.assert_allclose(fooling.mass_in_boxes(np.zeros((1, 4, 4, 1)), own, (8, 8)), [0.0])

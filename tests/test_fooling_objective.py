@@ -52,9 +52,9 @@ def test_location_penalty_by_hand(lookup):
     m[1:-1, 1:-1] = 0.0
     want = ((m[None, :, :, None] - h) ** 2).mean()
     f = objective.Fooling("location", "gradcam")
-    got = objective.penalty({2: h}, {2: np.zeros_like(h)}, batch(), f)
+    got = objective.penalty({2: h}, batch(), {2: np.zeros_like(h)}, f)
     np.testing.assert_allclose(got, want, rtol=1e-12)
-    per_image = objective.test_losses({2: h}, {2: h}, batch(), f)
+    per_image = objective.test_losses({2: h}, batch(), {2: h}, f)
     np.testing.assert_allclose(per_image, ((m[None, :, :, None] - h) ** 2).mean(axis=(1, 2, 3)))
 
 
@@ -63,7 +63,7 @@ def test_input_lrp_location_penalty_by_hand(lookup):
     m = np.ones((H, W))
     m[1:-1, 1:-1] = -1.0
     want = ((m[None, :, :, None] - h / h.max()) ** 2).mean()
-    got = objective.penalty({2: h}, {2: h}, batch(), objective.Fooling("location", "lrp"))
+    got = objective.penalty({2: h}, batch(), {2: h}, objective.Fooling("location", "lrp"))
     np.testing.assert_allclose(got, want, rtol=1e-12)
 
 
@@ -75,8 +75,8 @@ def test_topk_penalty_by_hand(lookup):
         top = np.argsort(-norm(h0)[i].ravel(), kind="stable")[:k]
         want.append((norm(h)[i].ravel()[top] ** 2).mean())
     f = objective.Fooling("topk", "lrp_t")
-    np.testing.assert_allclose(objective.penalty({2: h}, {2: h0}, batch(), f), np.mean(want))
-    np.testing.assert_allclose(objective.test_losses({2: h}, {2: h0}, batch(), f), want)
+    np.testing.assert_allclose(objective.penalty({2: h}, batch(), {2: h0}, f), np.mean(want))
+    np.testing.assert_allclose(objective.test_losses({2: h}, batch(), {2: h0}, f), want)
 
 
 def center(h):
@@ -92,10 +92,10 @@ def test_center_mass_penalty_and_score_by_hand(lookup):
     d = center(h) - center(h0)
     f = objective.Fooling("center_mass", "gradcam")
     np.testing.assert_allclose(
-        objective.penalty({2: h}, {2: h0}, batch(), f), -np.abs(d).sum(axis=1).mean()
+        objective.penalty({2: h}, batch(), {2: h0}, f), -np.abs(d).sum(axis=1).mean()
     )
     score = np.sqrt((d**2).sum(axis=1) / 2) / (W - 1)  # SPEC's formula for square maps
-    np.testing.assert_allclose(objective.test_losses({2: h}, {2: h0}, batch(), f), score)
+    np.testing.assert_allclose(objective.test_losses({2: h}, batch(), {2: h0}, f), score)
 
 
 def test_active_penalty_swaps_the_classes(lookup):
@@ -107,13 +107,13 @@ def test_active_penalty_swaps_the_classes(lookup):
         "fool_image": np.zeros((2, 4, 4, 1)),
     }
     want = 0.5 * (((h3 - o8) ** 2).mean() + ((h8 - o3) ** 2).mean())
-    np.testing.assert_allclose(objective.penalty({3: h3, 8: h8}, {3: o3, 8: o8}, b, f), want)
+    np.testing.assert_allclose(objective.penalty({3: h3, 8: h8}, b, {3: o3, 8: o8}, f), want)
     # a perfect swap has rank correlation 1: inside the Active FSR interval
-    t = objective.test_losses({3: o8, 8: o3}, {3: o3, 8: o8}, b, f)
+    t = objective.test_losses({3: o8, 8: o3}, b, {3: o3, 8: o8}, f)
     np.testing.assert_allclose(t, 1.0)
     assert objective.fsr(t, f) == 1.0
     with pytest.raises(ValueError, match="fool_image"):
-        objective.penalty({3: h3}, {3: o3}, batch(2), f)
+        objective.penalty({3: h3}, batch(2), {3: o3}, f)
 
 
 def test_loss_is_ce_plus_lambda_penalty(monkeypatch):
@@ -121,8 +121,8 @@ def test_loss_is_ce_plus_lambda_penalty(monkeypatch):
     x = jnp.asarray(RNG.normal(size=(2, 28, 28, 1)))
     y = np.array([1, 7])
     monkeypatch.setattr(objective, "penalty", lambda *a: jnp.asarray(0.25))
-    total, aux = objective.loss(params, params, {"image": x, "label": y},
-                                objective.Fooling("location", lam=4.0))  # fmt: skip
+    total, aux = objective.loss(params, {"image": x, "label": y}, params,
+                                fooling=objective.Fooling("location", lam=4.0))  # fmt: skip
     logits = np.asarray(jaxsal.logits(params, x), np.float64)
     logp = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
     ce = -logp[np.arange(2), y].mean()
@@ -145,5 +145,5 @@ def test_gradcam_location_penalty_on_a_real_model():
     m = np.ones((hh, ww))
     m[k:-k, k:-k] = 0.0
     want = ((m[None] - cam) ** 2).mean()
-    got = objective.penalty(params, params, {"image": x, "label": y}, objective.Fooling())
+    got = objective.penalty(params, {"image": x, "label": y}, params, objective.Fooling())
     np.testing.assert_allclose(got, want, rtol=1e-8)

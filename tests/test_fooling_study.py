@@ -1,4 +1,4 @@
-"""The fooling study on TFDS mock data with a tiny model; resume of an interrupted run; configs."""
+"""The fooling study on TFDS mock data with a tiny model: resume, refusal, configs, calibration."""
 
 import dataclasses
 import json
@@ -9,13 +9,15 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from experiments.configs import load_config
-from experiments.fooling import parse_analyses
-from experiments.fooling_data import DataConfig
-from experiments.fooling_study import EvalConfig, RunConfig, StudyConfig, load_params, run_study
-from jaxsal.fooling.trainer import make_mesh
+import jaxsal
+from experiments.common import as_json, load_config
+from experiments.fooling.calibrate import interval
+from experiments.fooling.config import DataConfig, EvalConfig, RunConfig, StudyConfig
+from experiments.fooling.main import parse_analyses
+from experiments.fooling.study import run_study
 from jaxsal.models import SmallCNN
 from jaxsal.params import init_module
+from jaxsal.train import make_mesh
 
 MOCK = tfds.testing.MockPolicy.USE_CODE
 
@@ -30,9 +32,9 @@ def two_classes(name, split):
 
 
 def tiny_study(classes):
-    data = DataConfig(source="tfds", name="mnist", train_split="train", test_split="test",
-                      image_size=32, n_test=6, classes=classes, n_fool_train=4,
-                      n_fool_test=3)  # fmt: skip
+    data = DataConfig(source="tfds", name="mnist", train_split="train", val_split="test",
+                      test_split="test", image_size=32, n_val=4, n_test=6, classes=classes,
+                      n_fool_train=4, n_fool_val=3, n_fool_test=3)  # fmt: skip
     runs = (RunConfig("location", "gradcam", lam=1.0, lr=1e-3, steps=2, batch_size=4),
             RunConfig("active", "lrp_t", lam=1.0, lr=1e-3, steps=2, batch_size=2, fool_batch=2))  # fmt: skip
     ev = EvalConfig(methods=("gradcam", "lrp_t"), batch_size=8, aopc_runs=("location-gradcam",),
@@ -50,55 +52,66 @@ def test_study_on_mock_tfds_and_resume(tmp_path):
         first = run_study(tmp_path, config, **kw)
         assert set(first["runs"]) == {"location-gradcam", "active-lrp_t"}
         for run in first["runs"].values():
-            assert not run["cached"] and 0 <= run["fooled"]["top1"] <= 1
-            assert set(run["fooled"]["fsr"]) == {"gradcam", "lrp_t"}
+            assert 0 <= run["top1"]["mean"] <= 1 and run["top1"]["N"] == 1
+            assert {"gradcam/", "lrp_t/"} == {k[: k.index("/") + 1] for k in run["fsr"]}
+        act = first["runs"]["active-lrp_t"]["fsr"]
+        assert {"lrp_t/spearman", "lrp_t/swap_c1", "lrp_t/swap_c2"} <= set(act)
         curves = first["runs"]["location-gradcam"]["aopc"]
         assert len(curves["original"]["original_map"]) == 4 and curves["fooled"]["random"][0] == 0
         assert (tmp_path / "report.md").exists() and (tmp_path / "figures" / "aopc.png").exists()
-        run_dir = tmp_path / "runs" / "location-gradcam"
+        run_dir = tmp_path / "seed-0" / "runs" / "location-gradcam"
         history = json.loads((run_dir / "run.json").read_text())["history"]
-        fooled = load_params(run_dir / "model", params0)
+        fooled = jaxsal.load(run_dir / "model", like=params0)
         # Killed after its last checkpoint, before the run was recorded: it continues from there.
         (run_dir / "run.json").unlink()
         shutil.rmtree(run_dir / "model")
-        shutil.rmtree(run_dir / "evaluation.json", ignore_errors=True)
         second = run_study(tmp_path, config, **kw)
         # A different run in the same directory is refused, not overwritten.
         other = dataclasses.replace(config, runs=(dataclasses.replace(config.runs[0], lam=2.0),))
         with pytest.raises(ValueError, match="different run"):
             run_study(tmp_path, other, **kw)
-    assert not second["runs"]["location-gradcam"]["cached"]
-    assert second["runs"]["active-lrp_t"]["cached"]
     assert json.loads((run_dir / "run.json").read_text())["history"] == history
-    again = load_params(run_dir / "model", params0)
+    again = jaxsal.load(run_dir / "model", like=params0)
     for a, b in zip(jax.tree.leaves(again.params), jax.tree.leaves(fooled.params), strict=True):
         np.testing.assert_array_equal(a, b)
     assert second["results_path"] != first["results_path"]
+    for name in first["runs"]:  # NaN (the sd of one seed) compares equal through JSON's null
+        assert as_json(second["runs"][name]["fsr"]) == as_json(first["runs"][name]["fsr"])
 
 
-def test_imagenet_configs_follow_the_paper_table():
-    c = load_config("experiments/configs/imagenet.py:resnet50,topk,lrp_t")
+def test_calibrated_intervals_by_hand():
+    """Low-is-fooled tests narrow the upper end, high-is-fooled tests raise the lower end."""
+    v = np.arange(1, 101) / 100.0  # 0.01 .. 1.00
+    lo, hi = interval("location", "loss", v, 0.05)
+    assert lo == 0.0 and hi == pytest.approx(np.quantile(v, 0.05))  # below the paper's 0.2
+    assert interval("location", "loss", v + 1.0, 0.05) == (0.0, 0.2)  # never widened
+    lo, hi = interval("active", "spearman", v, 0.05)
+    assert lo == pytest.approx(np.quantile(v, 0.95)) and hi == 1.0
+    assert interval("active", "swap_c1", -v, 0.05) == (1e-9, 1.0)  # the paper-free swap test
+    assert interval("center_mass", "score", np.zeros(10), 0.05) == (0.1, 1.0)
+
+
+def test_configs():
+    c = load_config("experiments/fooling/configs/imagenet.py:resnet50,topk,lrp_t")
     (run,) = c.runs
-    assert (run.kind, run.method, run.lr, run.lam, run.batch_size) == (
-        "topk",
-        "lrp_t",
-        4e-7,
-        1.5,
-        8,
-    )
+    assert (run.kind, run.method, run.lr, run.lam, run.batch_size) == ("topk", "lrp_t", 4e-7,
+                                                                       1.5, 8)  # fmt: skip
     assert c.data.source == "tfds" and c.data.name == "imagenet2012" and c.train is None
-    c = load_config("experiments/configs/imagenet.py:densenet121,active,gradcam")
+    c = load_config("experiments/fooling/configs/imagenet.py:densenet121,active,gradcam")
     (run,) = c.runs
     assert (run.lr, run.lam, run.batch_size, run.fool_batch) == (6e-6, 15.0, 4, 4)
     assert c.data.classes == (386, 555)
     assert (c.data.n_fool_train, c.data.n_fool_test) == (1100, 200)
-    local = load_config("experiments/configs/imagenet.py:vgg19,location,gradcam,local")
+    local = load_config("experiments/fooling/configs/imagenet.py:vgg19,location,gradcam,local")
     assert local.runs[0].steps == 200 and local.runs[0].lr == 1e-6
     with pytest.raises(ValueError, match="unknown case"):
-        load_config("experiments/configs/imagenet.py:vgg16,location,gradcam")
+        load_config("experiments/fooling/configs/imagenet.py:vgg16,location,gradcam")
     with pytest.raises(FileNotFoundError, match="embedded.py"):
         load_config("nope.py:x")
-    assert len(load_config("experiments/configs/embedded.py").runs) == 8
+    embedded = load_config("experiments/fooling/configs/embedded.py")
+    assert len(embedded.runs) == 8 and embedded.data.scenes == "photo" and embedded.eval.calibrate
+    legacy = load_config("experiments/fooling/configs/legacy.py")
+    assert legacy.data.scenes == "blank" and not legacy.eval.calibrate
 
 
 def test_parse_analyses():

@@ -3,7 +3,7 @@
 The reference writes every rule as a sum over contributions `x_i w_ij` of a
 dense layer; a conv layer is the same dense layer applied to image patches
 (im2col), its input relevance scattered back (col2im). jaxsal's rules run
-through `jax.jit` and `jax.custom_vjp` (`jaxsal.lrp.rules.attach`).
+through `jax.jit` and `jax.custom_vjp` (`jaxsal.lrp.attach.attach`).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from jaxsal.lrp import (
     get_composite,
     stabilize,
 )
-from jaxsal.lrp.rules import attach
+from jaxsal.lrp.attach import attach
 from jaxsal.models.layers import BatchNorm, Conv, Linear, MaxPool, ReLU, avg_pool, conv2d, linear
 
 RNG = np.random.default_rng(0)

@@ -162,7 +162,7 @@ def test_normalisation_constants_and_canvas_round_trip():
     mean, std = photo_statistics()
     assert abs(mean - PHOTO_MEAN) < 1e-3 and abs(std - PHOTO_STD) < 1e-3
     s = photo_scenes("train")
-    assert s.images.shape == (3400, 96, 96, 1)
+    assert s.images.shape == (3400, 64, 64, 1)
     np.testing.assert_array_equal(np.sort(s.source), photo_source_indices("train"))
     assert (s.mean, s.std) == (PHOTO_MEAN, PHOTO_STD)
     c = s.canvas()

@@ -9,6 +9,7 @@ from jaxsal.data import MEAN, STD
 from jaxsal.sanity import AttackConfig, explanation_map, manipulate, manipulation_scores
 
 BOUNDS = ((0 - MEAN) / STD, (1 - MEAN) / STD)  # the digit scenes' black and white pixel
+KEY = jax.random.key(0)
 
 
 def grad_expl(p, x, c, k):
@@ -42,7 +43,7 @@ def test_adam_steps_pixels_not_normalised_inputs():
     span = BOUNDS[1] - BOUNDS[0]
     for pixel_space, unit in ((True, span), (False, 1.0)):
         config = AttackConfig(steps=1, chunk=1, pixel_space=pixel_space)
-        x1, _ = manipulate(params, x, target, grad_expl, bounds=BOUNDS, config=config, c=c,
+        x1, _ = manipulate(params, x, target, grad_expl, bounds=BOUNDS, config=config, c=c, key=KEY,
                            progress=False)  # fmt: skip
         moved = np.abs(np.asarray(x1 - x)) / unit
         moved = moved[moved > 1e-6]
@@ -55,7 +56,7 @@ def test_attack_reduces_explanation_loss_on_a_tiny_model():
     x, c = scenes(), jnp.array([1, 2])
     target = explanation_map(jaxsal.simple_grad(params, x[::-1], c))  # the other image's map
     config = AttackConfig(steps=40, learning_rate=1e-2, chunk=20)
-    x_adv, log = manipulate(params, x, target, grad_expl, bounds=BOUNDS, config=config, c=c,
+    x_adv, log = manipulate(params, x, target, grad_expl, bounds=BOUNDS, config=config, c=c, key=KEY,
                             progress=False)  # fmt: skip
     assert log["expl_mse"].shape == (40,)
     # a random network on pixel noise: the loss plateaus near 0.8 of its start by step 20
@@ -64,14 +65,14 @@ def test_attack_reduces_explanation_loss_on_a_tiny_model():
     # judged with the ReLU model itself: nearer the target (MSE, rank) than the original map was
     before = np.asarray(explanation_map(jaxsal.simple_grad(params, x, c)))
     mse_before = np.mean((before - np.asarray(target)) ** 2, axis=(1, 2, 3))
-    scores = manipulation_scores(params, x, x_adv, target, grad_expl, c=c, bounds=BOUNDS)
+    scores = manipulation_scores(params, x, x_adv, target, grad_expl, c=c, key=KEY, bounds=BOUNDS)
     assert (scores["mse_target"] < mse_before).all()
-    rank_before = jaxsal.fooling.spearman(jnp.asarray(before), target)
+    rank_before = jaxsal.metrics.spearman(jnp.asarray(before), target)
     assert (scores["spearman_target"] > np.asarray(rank_before)).all()
     np.testing.assert_allclose(scores["pixel_mse"], scores["input_mse"] * STD**2, rtol=1e-4)
     assert scores["same_class"].all()
     # beta held per chunk (for interpreters that hash the module) runs the same schedule
     static = AttackConfig(steps=4, chunk=2, traced_beta=False)
-    _, log2 = manipulate(params, x, target, grad_expl, bounds=BOUNDS, config=static, c=c,
+    _, log2 = manipulate(params, x, target, grad_expl, bounds=BOUNDS, config=static, c=c, key=KEY,
                          progress=False)  # fmt: skip
     assert np.isfinite(log2["expl_mse"]).all() and log2["expl_mse"].shape == (4,)

@@ -99,35 +99,3 @@ def test_shuffled_labels_is_a_permutation():
     labels = np.arange(100) % 10
     out = shuffled_labels(labels, seed=1)
     assert sorted(out) == sorted(labels) and (out != labels).mean() > 0.5
-
-
-def test_experiment_smoke_run(tmp_path, monkeypatch):
-    """experiments.sanity end to end on an untrained 64-px model: files, tables, axioms."""
-    import dataclasses
-    import json
-
-    from experiments import sanity as experiment
-    from experiments.sanity_config import get_config
-    from jaxsal.sanity import AttackConfig
-
-    model = jaxsal.init("small_cnn", jax.random.key(0))
-    record = {"path": "untrained", "cached": False, "test": {"accuracy": 0.1}}
-    monkeypatch.setattr(experiment, "train_or_load", lambda *a, **k: (model, record))
-    shuffled = (jaxsal.init("small_cnn", jax.random.key(1)), {"steps": 0})
-    monkeypatch.setattr(experiment, "shuffled_model", lambda *a, **k: shuffled)
-    config = dataclasses.replace(
-        get_config(quick=True), images=1, methods=("gradient", "gradcam"),
-        attack=AttackConfig(steps=2, chunk=2), attack_methods=("gradient",),
-        defence_betas=(3.0,),
-    )  # fmt: skip
-    out = experiment.run(tmp_path, config, progress=False, log=lambda *a: None)
-    files = {p.name for p in tmp_path.iterdir()}
-    assert {"results.json", "report.md", "cascading.png", "similarity.png"} <= files
-    results = json.loads((tmp_path / "results.json").read_text())
-    cascade = results["randomization"]["gradient"]["cascading"]
-    assert len(cascade) == 7 and abs(cascade[0]["spearman_abs"] - 1) < 1e-5  # trained vs itself
-    assert cascade[-1]["spearman_abs"] < 0.9  # every layer re-initialised
-    assert set(results["manipulation"]["gradient"]["judged_by"]) == {"relu", "3.0"}
-    assert "| gradcam |" in (tmp_path / "report.md").read_text()
-    assert out["out"] == str(tmp_path)
-    assert experiment.output_dir(tmp_path).parent == tmp_path  # a second run writes beside

@@ -1,4 +1,4 @@
-"""Training of the small CNN and the model cache, checked with NumPy and by reloading."""
+"""The base-model recipe and its cache, and the supervised pieces, checked with NumPy."""
 
 import dataclasses
 import json
@@ -10,14 +10,15 @@ import optax
 import pytest
 
 import jaxsal
-from jaxsal.data import batches, digit_scenes
-from jaxsal.training import (
+from jaxsal.data import digit_scenes
+from jaxsal.train import (
+    EpochBatches,
     TrainConfig,
     cache_path,
-    cross_entropy,
+    classification_loss,
     evaluate,
     fit,
-    train_batches,
+    train_base_model,
     train_or_load,
 )
 
@@ -34,8 +35,10 @@ def test_loss_and_metrics_match_numpy():
     s = digit_scenes("validation", size=32, seed=0, n=30)
     z = np.asarray(jaxsal.logits(params, s.images), np.float64)
     ce = -np_log_softmax(z)[np.arange(30), s.labels]
-    loss = cross_entropy(params, jnp.asarray(s.images), jnp.asarray(s.labels))
+    batch = {"image": jnp.asarray(s.images), "label": jnp.asarray(s.labels)}
+    loss, aux = classification_loss(params, batch)
     np.testing.assert_allclose(float(loss), ce.mean(), rtol=1e-5)
+    assert float(aux["accuracy"]) == pytest.approx(np.mean(z.argmax(1) == s.labels))
     m = evaluate(params, s, batch_size=7)  # uneven batches
     rank = (z > z[np.arange(30), s.labels][:, None]).sum(axis=1)
     assert m["n"] == 30
@@ -47,22 +50,25 @@ def test_loss_and_metrics_match_numpy():
 def test_a_few_steps_lower_the_loss():
     params = jaxsal.init("small_cnn", jax.random.key(0))
     s = digit_scenes("train", size=32, seed=0, n=32)
-    x, y = jnp.asarray(s.images), jnp.asarray(s.labels)
-    before = float(cross_entropy(params, x, y))
-    trained, losses = fit(params, batches(s, 32, epochs=None), optax.adam(3e-3), steps=12,
-                          progress=False)  # fmt: skip
+    batch = {"image": jnp.asarray(s.images), "label": jnp.asarray(s.labels)}
+    before = float(classification_loss(params, batch)[0])
+    one = jax.sharding.Mesh(np.asarray(jax.devices()[:1]), ("data",))
+    trained, history = fit(classification_loss, params, lambda step: s.as_dict(),
+                           tx=optax.adam(3e-3), steps=12, mesh=one, progress=False)  # fmt: skip
+    losses = [h["loss"] for h in history]
     assert len(losses) == 12 and losses[0] == pytest.approx(before, rel=1e-5)
-    after = float(cross_entropy(trained, x, y))
+    after = float(classification_loss(trained, batch)[0])
     assert after < 0.8 * before
     # The input params are left intact (the step donates copies).
-    assert float(cross_entropy(params, x, y)) == pytest.approx(before, rel=1e-6)
+    assert float(classification_loss(params, batch)[0]) == pytest.approx(before, rel=1e-6)
 
 
 def test_training_batches_reposition_the_same_digits_every_epoch():
     for reposition in (True, False):
         config = dataclasses.replace(TINY, epochs=2, reposition=reposition)
-        data, per_epoch = train_batches(config)
-        out = list(data)
+        batches = EpochBatches(config)
+        per_epoch = batches.steps_per_epoch
+        out = [batches(step) for step in range(2 * per_epoch)]
         assert per_epoch == 2 and len(out) == 4
         epochs = [
             {k: np.concatenate([b[k] for b in out[i : i + 2]]) for k in out[0]} for i in (0, 2)
@@ -71,6 +77,7 @@ def test_training_batches_reposition_the_same_digits_every_epoch():
             np.testing.assert_array_equal(np.sort(e["label"]), np.sort(epochs[0]["label"]))
             assert len(e["label"]) == 64
         same_scenes = sorted(map(tuple, epochs[0]["box"])) == sorted(map(tuple, epochs[1]["box"]))
+        assert len(epochs[0]["box"]) == 64
         assert same_scenes != reposition
 
 
@@ -111,5 +118,5 @@ def test_cache_never_reuses_or_overwrites_foreign_directories(tmp_path):
 def test_training_runs_with_the_configured_conv_backend():
     # an unknown backend must be refused by the training, not ignored
     with pytest.raises(ValueError, match="unknown conv backend"):
-        jaxsal.training.train(dataclasses.replace(TINY, conv="cudnn"), progress=False)
+        train_base_model(dataclasses.replace(TINY, conv="cudnn"), progress=False)
     assert cache_path("c", TINY) != cache_path("c", dataclasses.replace(TINY, conv="matmul"))

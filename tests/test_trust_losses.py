@@ -16,7 +16,8 @@ import optax
 import pytest
 
 import jaxsal
-from jaxsal.trust import TrustConfig, box_map, pixelwise_cross_entropy, terms, trust_terms
+from jaxsal.metrics import box_coverage
+from jaxsal.trust import TrustConfig, pixelwise_cross_entropy, terms, trust_terms
 
 LAM = 0.7
 
@@ -87,16 +88,16 @@ def test_baseline_is_plain_cross_entropy(setup):
     np.testing.assert_array_equal(got["s"], 0.0)
 
 
-def test_box_map_by_hand():
+def test_box_coverage_by_hand():
     boxes = np.array([[1, 2, 5, 8], [0, 0, 8, 8]])  # half-open, on an 8x8 input
-    got = np.asarray(box_map(boxes, (8, 8), (4, 4)))
+    got = np.asarray(box_coverage(boxes, (8, 8), (4, 4)))
     # cells of 2x2 pixels: rows 1..4 cover cell rows 0 (1 of 2), 1, 2 (1 of 2); cols 2..7 full
     row = np.array([0.5, 1.0, 0.5, 0.0]).reshape(4, 1)
     col = np.array([0.0, 1.0, 1.0, 1.0]).reshape(1, 4)
     np.testing.assert_allclose(got[0], row * col)
     np.testing.assert_allclose(got[1], np.ones((4, 4)))
     with pytest.raises(ValueError, match="multiple"):
-        box_map(boxes, (8, 8), (3, 3))
+        box_coverage(boxes, (8, 8), (3, 3))
 
 
 def test_pwce_by_hand():

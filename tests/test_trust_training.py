@@ -1,4 +1,4 @@
-"""Frozen-layer training, 8-device data parallelism, the transfer head, metrics, smoke run.
+"""Frozen-layer trustworthy training, 8-device data parallelism, the transfer head, metrics.
 
 - Only the named layer changes; every other parameter is bit-identical after training.
 - One step on a mesh of 8 fake CPU devices equals the step on 1 device.
@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -16,16 +18,14 @@ import pytest
 from sklearn.metrics import precision_score, recall_score
 
 import jaxsal
-from jaxsal.trust import (
-    TrustConfig,
-    device_mesh,
-    fit,
-    make_step,
-    masked_optimizer,
-    trainable_mask,
-    transfer_model,
-)
-from jaxsal.trust.evaluation import classification_metrics
+from jaxsal.train import classification_metrics, fit, make_mesh, trainable_mask
+from jaxsal.trust import TrustConfig, transfer_model, trust_loss
+
+
+def train_trust(p, batch, *, config, lr, layers, steps, mesh=None):
+    loss = functools.partial(trust_loss, config=config)
+    return fit(loss, p, lambda step: batch, tx=optax.sgd(lr), steps=steps, trainable=layers,
+               mesh=mesh, progress=False)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -42,11 +42,10 @@ def tiny():
 def test_only_the_trained_layer_changes(tiny):
     p, batch = tiny
     before = jax.tree.map(np.array, p.params)
-    tx = masked_optimizer(optax.sgd(0.5), p, ["features.11"])
     cfg = TrustConfig(method="gradcam", layer="last_conv", lam=0.5)
-    q, hist = fit(p, [batch] * 3, config=cfg, tx=tx, steps=3, progress=False)
+    q, hist = train_trust(p, batch, config=cfg, lr=0.5, layers=["features.11"], steps=3)
     assert len(hist) == 3
-    mask = trainable_mask(p, ["features.11"])
+    mask = trainable_mask(p, ["features.11"]).params
     flat_b, flat_a = jax.tree.leaves(before), jax.tree.leaves(q.params)
     for m, b, a in zip(jax.tree.leaves(mask), flat_b, flat_a):
         if m:
@@ -66,20 +65,20 @@ def test_eight_devices_equal_one(tiny, method):
     p = p.astype(jnp.float64)
     batch = {**batch, "image": batch["image"].astype(np.float64)}
     cfg = TrustConfig(method=method, layer="last_conv", lam=0.5)
-    tx = masked_optimizer(optax.sgd(0.5), p, ["features.11", "classifier"])
     out = {}
     for n in (1, 8):
-        mesh = device_mesh(jax.devices()[:n])
-        q, hist = fit(p, [batch] * 2, config=cfg, tx=tx, steps=2, mesh=mesh, progress=False)
+        mesh = make_mesh(jax.devices()[:n])
+        q, hist = train_trust(p, batch, config=cfg, lr=0.5, layers=["features.11", "classifier"],
+                              steps=2, mesh=mesh)  # fmt: skip
         out[n] = (jax.tree.map(np.asarray, q.params), hist)
     for a, b in zip(jax.tree.leaves(out[1][0]), jax.tree.leaves(out[8][0])):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
     for h1, h8 in zip(out[1][1], out[8][1]):
         for k in h1:
             assert h1[k] == pytest.approx(h8[k], rel=1e-10, abs=1e-14)
-    step = make_step(cfg, tx, device_mesh())
     with pytest.raises(ValueError, match="multiple of 8"):
-        step(p, tx.init(p.params), {k: v[:12] for k, v in batch.items()})
+        train_trust(p, {k: v[:12] for k, v in batch.items()}, config=cfg, lr=0.5,
+                    layers=["classifier"], steps=1)  # fmt: skip
 
 
 def random_params(arch):
@@ -105,11 +104,10 @@ def test_mobilenet_transfer_head():
     ):
         np.testing.assert_array_equal(a, b)
     x = np.random.default_rng(0).normal(size=(2, 72, 72, 3)).astype(np.float32)
-    tx = masked_optimizer(optax.sgd(0.01), p, ["head", "classifier"])
     cfg = TrustConfig(method="gradcam", layer="head", lam=0.9)
     batch = {"image": x, "label": np.array([0, 1], np.int32)}
-    q, hist = fit(p, [batch], config=cfg, tx=tx, steps=1, mesh=device_mesh(jax.devices()[:1]),
-                  progress=False)  # fmt: skip
+    q, hist = train_trust(p, batch, config=cfg, lr=0.01, layers=["head", "classifier"], steps=1,
+                          mesh=make_mesh(jax.devices()[:1]))  # fmt: skip
     assert np.isfinite(hist[0]["loss"])
     assert not np.array_equal(q.params["head.0"]["kernel"], p.params["head.0"]["kernel"])
     np.testing.assert_array_equal(q.params["features"]["0"]["0"]["kernel"],

@@ -1,8 +1,13 @@
-"""python -m weights_convert ARCH IN.pth OUT: torchvision state_dict -> jaxsal checkpoint."""
+"""`python -m weights_convert ARCH IN.pth OUT` (or `jaxsal-convert ...`): state_dict -> checkpoint.
+
+`--help` lists the architectures. A state_dict that does not fit ARCH is
+refused with its problems listed, after the architecture it does fit, if any.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -10,21 +15,36 @@ import jax
 import jax.numpy as jnp
 
 import jaxsal
+from jaxsal.models.registry import TORCHVISION_ARCHITECTURES
 from weights_convert.torchvision import ConversionError, from_torchvision
+
+
+def parser(prog: str = "python -m weights_convert") -> argparse.ArgumentParser:
+    """The command line: ARCH (one of the torchvision architectures), IN.pth, OUT."""
+    archs = ", ".join(TORCHVISION_ARCHITECTURES)
+    p = argparse.ArgumentParser(
+        prog=prog,
+        description="Convert a torchvision state_dict (.pth) into a jaxsal orbax checkpoint.",
+        epilog=f"architectures: {archs}. Example: {prog} resnet50 resnet50.pth ckpt/resnet50",
+    )
+    p.add_argument(
+        "arch",
+        metavar="ARCH",
+        choices=TORCHVISION_ARCHITECTURES,
+        help=f"the torchvision architecture, one of: {archs}",
+    )
+    p.add_argument("input", metavar="IN", help="a .pth file holding the model's state_dict")
+    p.add_argument("output", metavar="OUT", help="checkpoint directory to write (must not exist)")
+    p.add_argument("--dtype", default="float32", choices=["float32", "float64", "bfloat16"])
+    p.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
+    return p
 
 
 def main(argv=None) -> int:
     """Runs the converter; returns the exit status (0 written, 2 refused or failed)."""
-    p = argparse.ArgumentParser(
-        prog="python -m weights_convert",
-        description="Convert a torchvision state_dict (.pth) into a jaxsal orbax checkpoint.",
-    )
-    p.add_argument("arch", help="torchvision name, e.g. resnet50, vgg19, densenet121")
-    p.add_argument("input", help="a .pth file holding the model's state_dict")
-    p.add_argument("output", help="checkpoint directory to write (must not exist)")
-    p.add_argument("--dtype", default="float32", choices=["float32", "float64", "bfloat16"])
-    p.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
-    args = p.parse_args(argv)
+    script = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    prog = "jaxsal-convert" if script.startswith("jaxsal-convert") else "python -m weights_convert"
+    args = parser(prog).parse_args(argv)
     # Refuse before the (slow) conversion, and name the CLI flag rather than save()'s argument.
     if Path(args.output).exists() and not args.overwrite:
         print(

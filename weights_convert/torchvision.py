@@ -5,11 +5,13 @@ tensor `layer4.1.conv2.weight` goes to `params["layer4"]["1"]["conv2"]["kernel"]
 (transposed OIHW -> HWIO). The expected tensors are derived from the Flax
 model's own parameter shapes; every tensor of the state_dict must be used and
 every parameter of the model filled, with matching shapes, or the conversion
-fails with a list of every offending name.
+fails with a list of the offending names (the first 20, then a count),
+preceded by the architecture the state_dict does fit when it fits another.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,6 +138,76 @@ def load_state_dict(source: str | Path | Mapping[str, Any]) -> dict[str, np.ndar
     return {k: _to_numpy(v) for k, v in source.items()}
 
 
+MAX_PROBLEMS = 20  # problems listed in a ConversionError; the rest are counted
+
+
+def _num_classes_of(arch: str, sd: Mapping[str, np.ndarray]) -> int | None:
+    w = sd.get(CLASSIFIER[arch] + ".weight")
+    return int(w.shape[0]) if w is not None and w.ndim == 2 else None
+
+
+@functools.cache
+def _expected(arch: str, num_classes: int | None):
+    module = build_module(arch, num_classes=num_classes)
+    return module, expected_tensors(module)
+
+
+def problems_of(arch: str, sd: Mapping[str, np.ndarray], num_classes: int | None = None):
+    """Every mismatch between a state_dict and `arch`; returns `(problems, unexpected names)`.
+
+    Args:
+      num_classes: None reads it off the classifier's weight.
+    """
+    if num_classes is None:
+        num_classes = _num_classes_of(arch, sd)
+    _, targets = _expected(arch, num_classes)
+    problems = []
+    counters = {k for k in sd if k.endswith(".num_batches_tracked")}
+    # BatchNorm's step counter is not a weight: skip it where the model has that BatchNorm.
+    ignored = {k for k in counters if k.rsplit(".", 1)[0] + ".running_mean" in targets}
+    unexpected = sorted(set(sd) - set(targets) - ignored)
+    for k in unexpected:
+        problems.append(f"unexpected (in checkpoint, not in model): {k} {tuple(sd[k].shape)}")
+    for k in sorted(set(targets) - set(sd)):
+        problems.append(f"missing (in model, not in checkpoint): {k} {targets[k].shape}")
+    for k in sorted(set(targets) & set(sd)):
+        if tuple(sd[k].shape) != targets[k].shape:
+            problems.append(
+                f"wrong shape: {k} is {tuple(sd[k].shape)} in the checkpoint, "
+                f"the model needs {targets[k].shape}"
+            )
+    return problems, unexpected
+
+
+def fitting_architectures(sd: Mapping[str, np.ndarray], exclude: str | None = None) -> list[str]:
+    """The torchvision architectures that a state_dict fits exactly (classes read off it)."""
+    out = []
+    for arch in TORCHVISION_ARCHITECTURES:
+        if arch != exclude and CLASSIFIER[arch] + ".weight" in sd and not problems_of(arch, sd)[0]:
+            out.append(arch)
+    return out
+
+
+def _conversion_error(arch, sd, problems, unexpected, num_classes) -> ConversionError:
+    n = len(problems)
+    head = f"the state_dict does not fit {arch} ({n} problem" + "s" * (n != 1) + ")"
+    fits = fitting_architectures(sd, exclude=arch)
+    if fits:
+        head += f"; this state_dict fits {' and '.join(fits)}: convert it as {fits[0]}"
+    elif num_classes is not None and not problems_of(arch, sd)[0]:
+        head += f"; it fits {arch} with num_classes={_num_classes_of(arch, sd)}"
+    shown = problems[:MAX_PROBLEMS]
+    if n > MAX_PROBLEMS:
+        shown.append(f"... and {n - MAX_PROBLEMS} more")
+    hint = ""
+    if unexpected and all(k.startswith("module.") for k in unexpected):
+        hint = (
+            "\nEvery unexpected name starts with 'module.' (a DataParallel model): strip "
+            "it with {k.removeprefix('module.'): v for k, v in state_dict.items()}."
+        )
+    return ConversionError(head + ":\n  " + "\n  ".join(shown) + hint)
+
+
 def from_torchvision(
     arch: str,
     state_dict: str | Path | Mapping[str, Any],
@@ -155,7 +227,9 @@ def from_torchvision(
       dtype: dtype of the converted arrays (jnp.float64 needs jax_enable_x64).
 
     Raises:
-      ConversionError: listing every missing, unexpected or wrongly shaped tensor.
+      ConversionError: listing the missing, unexpected or wrongly shaped tensors
+        (the first 20, then their count), after naming the architectures that the
+        state_dict does fit, if any.
     """
     if arch not in TORCHVISION_ARCHITECTURES:
         raise ConversionError(
@@ -168,40 +242,13 @@ def from_torchvision(
         )
     sd = load_state_dict(state_dict)
     if num_classes is None:
-        w = sd.get(CLASSIFIER[arch] + ".weight")
-        num_classes = int(w.shape[0]) if w is not None and w.ndim == 2 else None
-    module = build_module(arch, num_classes=num_classes)
-    targets = expected_tensors(module)
-
-    problems = []
-    counters = {k for k in sd if k.endswith(".num_batches_tracked")}
-    # BatchNorm's step counter is not a weight: skip it where the model has that BatchNorm.
-    ignored = {k for k in counters if k.rsplit(".", 1)[0] + ".running_mean" in targets}
-    unexpected = sorted(set(sd) - set(targets) - ignored)
-    for k in unexpected:
-        problems.append(f"unexpected (in checkpoint, not in model): {k} {tuple(sd[k].shape)}")
-    for k in sorted(set(targets) - set(sd)):
-        problems.append(f"missing (in model, not in checkpoint): {k} {targets[k].shape}")
-    for k in sorted(set(targets) & set(sd)):
-        if tuple(sd[k].shape) != targets[k].shape:
-            problems.append(
-                f"wrong shape: {k} is {tuple(sd[k].shape)} in the checkpoint, "
-                f"the model needs {targets[k].shape}"
-            )
+        num_classes_used = _num_classes_of(arch, sd)
+    else:
+        num_classes_used = num_classes
+    problems, unexpected = problems_of(arch, sd, num_classes_used)
     if problems:
-        hint = ""
-        if unexpected and all(k.startswith("module.") for k in unexpected):
-            hint = (
-                "\nEvery unexpected name starts with 'module.' (a DataParallel model): strip "
-                "it with {k.removeprefix('module.'): v for k, v in state_dict.items()}."
-            )
-        raise ConversionError(
-            f"the state_dict does not fit {arch} ({len(problems)} problem"
-            + ("s" * (len(problems) != 1))
-            + "):\n  "
-            + "\n  ".join(problems)
-            + hint
-        )
+        raise _conversion_error(arch, sd, problems, unexpected, num_classes)
+    module, targets = _expected(arch, num_classes_used)
 
     flat = {}
     for k, t in targets.items():

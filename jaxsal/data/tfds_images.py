@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from jaxsal.preprocess import IMAGENET_MEAN, IMAGENET_STD
+
 TRAIN_COMPOSITES = 1100
 HELD_OUT_COMPOSITES = 200
 

@@ -22,13 +22,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxsal.preprocess import IMAGENET_MEAN as _MEAN
+from jaxsal.preprocess import IMAGENET_STD as _STD
+
 CLASSES = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
     "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
     "train", "tvmonitor",
 )  # fmt: skip
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+IMAGENET_MEAN = np.array(_MEAN, np.float32)
+IMAGENET_STD = np.array(_STD, np.float32)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -23,7 +23,8 @@ import numpy as np
 import optax
 from flax import struct
 
-from jaxsal.checks import check
+from jaxsal.checks import check, check_batch, check_class, check_finite
+from jaxsal.hyper import check_count
 from jaxsal.params import ModelParams
 
 SCORES = ("softmax", "log_softmax", "raw")
@@ -74,23 +75,29 @@ def as_model(model, scores: str) -> Model:
 
 
 def check_inputs(model: Model, x, c) -> tuple[jax.Array, jax.Array]:
-    """`x` an NHWC float batch, `c` an int or one int per image; returns `(x, c)` with c (N,)."""
+    """`x` a finite, non-empty NHWC float batch, `c` an int or one valid class per image.
+
+    Returns `(x, c)` with c of shape (N,). For a plain function the number of
+    classes is read off its output shape (`jax.eval_shape`, nothing runs).
+    """
     if model.params is not None:
         return check(model.params, x, c)
-    x = jnp.asarray(x)
+    x = jnp.asarray(x) if not isinstance(x, jax.core.Tracer) else x
     if x.ndim != 4:
         hint = " Add a batch axis with x[None]." if x.ndim == 3 else ""
         raise ValueError(f"x must be an NHWC batch (N, H, W, C), got shape {x.shape}.{hint}")
+    check_batch(x)
     if not jnp.issubdtype(x.dtype, jnp.floating):
         raise TypeError(f"x must be floating point, got {x.dtype}; use x.astype(jnp.float32)")
-    c = jnp.asarray(c)
-    if not jnp.issubdtype(c.dtype, jnp.integer):
-        raise TypeError(f"class index c must be an int or an int array, got {c.dtype}")
-    if c.ndim == 0:
-        c = jnp.full((x.shape[0],), c)
-    if c.shape != (x.shape[0],):
-        raise ValueError(f"c must be an int or have shape ({x.shape[0]},), got shape {c.shape}")
-    return x, c
+    out = jax.eval_shape(model.fn, jax.ShapeDtypeStruct(x.shape, x.dtype))
+    if not hasattr(out, "shape") or len(out.shape) != 2 or out.shape[0] != x.shape[0]:
+        got = getattr(out, "shape", type(out).__name__)
+        raise ValueError(
+            f"model must map x of shape {tuple(x.shape)} to (N, classes) = ({x.shape[0]}, K) "
+            f"outputs, got {got}; wrap it to return one row of scores per image"
+        )
+    check_finite(x)
+    return x, check_class(None, x, c, num_classes=int(out.shape[1]))
 
 
 def class_score(model: Model, x: jax.Array, c: jax.Array) -> jax.Array:
@@ -162,8 +169,16 @@ def optimize(
     Returns:
       The final parameters (N, ...) and the per-step history (loss, aux), each (N, steps, ...).
     """
-    if steps < 1:
-        raise ValueError(f"steps must be a positive number of iterations, got {steps}")
+    check_count(steps, "steps", desc, example=300)
+    if chunk is not None:
+        check_count(chunk, "chunk", desc, example=50)
+    lr = hyper.get("lr")
+    if lr is not None and not isinstance(lr, jax.core.Tracer):
+        lr_np = np.asarray(lr)
+        if lr_np.ndim or not np.isfinite(lr_np) or lr_np <= 0:
+            raise ValueError(
+                f"{desc}: lr (Adam's learning rate) must be a positive number, got {lr!r}"
+            )
     hyper = {k: jnp.asarray(v) for k, v in hyper.items()}
     adam_state = _init(p0)
     s = (adam_state, optax.EmptyState())  # optax.adam = chain(scale_by_adam, scale_by_lr)

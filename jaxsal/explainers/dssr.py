@@ -9,7 +9,10 @@ whose preservation in `x(m)` do not matter for class c: the explanation is
 `1 - m`, the region whose preservation keeps the class and whose deletion
 removes it. Two-stage lambda: `lam` while `f(x(1 - m))_c > theta`, the smaller
 `lam_small` once it has fallen to theta or below, so that the preserved score
-can recover.
+can recover. The paper gives neither theta nor the smaller lambda; the
+defaults here (0.5 and lam / 10) are this library's, and the explanation `1 - m`
+is exactly 1 wherever m stayed clipped at 0, so its maximum is usually a
+plateau (score pointing games with a tie rule, `jaxsal.pointing`).
 
 DSSR+ (eq. 5) replaces `||m||_1` by `||1 - maxpool(1 - m; k1, s1=1, p1)||_1`
 (the sum of a min-pool of m: isolated unmasked pixels among masked ones are
@@ -135,9 +138,12 @@ def dssr(
       reference: see `jaxsal.explainers.references` ("uniform" is U(0, 1)).
       steps: Adam iterations (300 in the paper).
       lr: Adam's learning rate (0.1).
-      lam: the larger lambda; default 10 / (H W) (the paper's 10 / 224^2 at 224 px).
+      lam: the larger lambda; default 10 / (H W) (the paper's 10 / 224^2 at 224 px; at other
+        sizes the same lambda per share of the image, a choice the paper does not make).
       lam_small: the smaller lambda, used while f(x(1 - m))_c <= theta; default lam / 10.
-      theta: threshold of the two-stage lambda, on the model's scores.
+        Not in the paper (it names a smaller lambda but gives no value): tune it.
+      theta: threshold of the two-stage lambda, on the model's scores; default 0.5. Not in
+        the paper either.
       scores: what f is: "softmax" probabilities (the paper's), "log_softmax" or "raw".
       chunk: iterations per compiled call (progress bar granularity).
       progress: show a tqdm bar.

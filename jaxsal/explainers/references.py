@@ -106,6 +106,10 @@ def make_reference(reference, x: jax.Array, key) -> jax.Array:
             )
         reference = NAMED[reference]
     if callable(reference):
+        if key is not None or getattr(reference, "needs_key", False):
+            from jaxsal.checks import check_key
+
+            key = check_key(key, "this reference (noise)")
         return jnp.asarray(reference(x, key), x.dtype)
     r = jnp.asarray(reference, x.dtype)
     if r.ndim not in (0, x.ndim):

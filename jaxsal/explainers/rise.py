@@ -24,6 +24,7 @@ import jax.numpy as jnp
 
 from jaxsal.explainers._core import as_model, check_inputs, resize
 from jaxsal.explainers.references import make_reference
+from jaxsal.hyper import check_count
 from jaxsal.interpreters.base import require_key
 
 
@@ -90,6 +91,8 @@ def rise(
       Petsiuk et al. (2018).
     """
     key = require_key(key, "rise")
+    check_count(batch, "batch", "rise")
+    check_count(masks, "masks", "rise")
     if masks % batch:
         raise ValueError(f"masks ({masks}) must be a multiple of batch ({batch})")
     model = as_model(model, scores)

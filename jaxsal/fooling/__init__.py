@@ -1,18 +1,21 @@
 """The fooling study (Heo et al. 2019): penalties, objective, trainer, test losses, FSR, AOPC.
 
 `penalties` holds the fooling losses `L_F` (Location, Top-k, Center-mass,
-Active) on NHWC heatmaps (N, h, w, 1); `metrics` the per-image test losses,
-Spearman rank correlation and the Fooling Success Rate; `perturbation` the
-region-perturbation curves and AOPC of Samek et al. (2017); `objective` the
-fooling objective `CE + lambda * L_F` as a pure function of (params, original
-params, batch); `trainer` the jitted, data-parallel, checkpointed fine-tuning.
+Active) on NHWC heatmaps (N, h, w, 1); `metrics` the per-image test losses
+and the Fooling Success Rate; `perturbation` the region-perturbation curves
+and AOPC of Samek et al. (2017); `objective` the fooling objective
+`CE + lambda * L_F` with the training engine's loss signature
+`(params, batch, params0)` (fine-tune it with `jaxsal.train.fit`);
+`adversarial` free adversarial training and attacks; `analysis` the
+transfer matrix, AOPC curves and weight noise.
 """
 
 from jaxsal.fooling.adversarial import (
     adversarial_accuracy,
     fgsm,
+    free_adversarial_loss,
     free_adversarial_training,
-    make_free_step,
+    free_optimizer,
     pgd,
     robust_fooling_loss,
 )
@@ -26,13 +29,22 @@ from jaxsal.fooling.analysis import (
 )
 from jaxsal.fooling.metrics import (
     FSR_INTERVALS,
+    active_swap_score,
     active_test_loss,
     center_mass_score,
     fooling_success_rate,
     location_test_loss,
+    mass_in_boxes,
     topk_test_loss,
 )
-from jaxsal.fooling.objective import Fooling, fooling_heatmap, test_losses
+from jaxsal.fooling.objective import (
+    Fooling,
+    heatmap_of,
+    loss,
+    losses_from_maps,
+    penalty,
+    test_losses,
+)
 from jaxsal.fooling.penalties import (
     active_penalty,
     center_mass_penalty,
@@ -43,14 +55,13 @@ from jaxsal.fooling.penalties import (
     topk_penalty,
 )
 from jaxsal.fooling.perturbation import aopc, perturbation_curve, region_relevance
-from jaxsal.fooling.trainer import fine_tune, make_mesh, make_step, shard_batch
-from jaxsal.metrics import rankdata, spearman
 
 __all__ = [
     "adversarial_accuracy",
     "fgsm",
     "free_adversarial_training",
-    "make_free_step",
+    "free_adversarial_loss",
+    "free_optimizer",
     "pgd",
     "robust_fooling_loss",
     "aopc_curves",
@@ -60,14 +71,14 @@ __all__ = [
     "test_losses_by_method",
     "transfer_matrix",
     "Fooling",
-    "fine_tune",
-    "fooling_heatmap",
-    "make_mesh",
-    "make_step",
-    "shard_batch",
+    "heatmap_of",
+    "loss",
+    "losses_from_maps",
+    "penalty",
     "test_losses",
     "FSR_INTERVALS",
     "active_penalty",
+    "active_swap_score",
     "active_test_loss",
     "aopc",
     "center_mass_penalty",
@@ -78,10 +89,9 @@ __all__ = [
     "location_mask",
     "location_penalty",
     "location_test_loss",
+    "mass_in_boxes",
     "perturbation_curve",
-    "rankdata",
     "region_relevance",
-    "spearman",
     "topk_penalty",
     "topk_test_loss",
 ]

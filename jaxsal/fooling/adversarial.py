@@ -21,7 +21,7 @@ References:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Mapping
 from functools import partial
 
 import jax
@@ -31,102 +31,110 @@ import optax
 
 from jaxsal.fooling.objective import Fooling, loss
 from jaxsal.params import ModelParams
+from jaxsal.train import cross_entropy
 
 
 def _ce(params: ModelParams, x: jax.Array, y: jax.Array) -> jax.Array:
-    logits = params.apply(x)
-    return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+    return cross_entropy(params.apply(x), y).mean()
 
 
-def make_free_step(tx: optax.GradientTransformation, *, eps: float) -> Callable:
-    """One replay of free adversarial training, jitted.
+def free_adversarial_loss(trained, batch, frozen=None):
+    """The loss of free adversarial training, with the training engine's signature.
 
-    Args:
-      tx: the optimiser of `params.params`.
-      eps: L-inf radius of the perturbation (in the model's input units), also its step.
-
-    Returns:
-      `step(params, opt_state, delta, x, y) -> (params, opt_state, delta, loss)`: the
-      loss and both gradients at `x + delta` from one backward pass; params get the
-      optimiser update, `delta <- clip(delta + eps * sign(grad_x), -eps, eps)`.
-
-    References:
-      Shafahi et al. 2019, algorithm 1.
+    `trained` is `(params, delta)`: the cross-entropy at `x + delta`. One
+    backward pass gives both gradients; the optimiser of `free_optimizer`
+    descends on the parameters and ascends on `delta` by its sign.
     """
+    del frozen
+    params, delta = trained
+    y = batch["label"]
+    logits = params.apply(batch["image"] + delta)
+    return cross_entropy(logits, y).mean(), {"accuracy": (logits.argmax(-1) == y).mean()}
+
+
+def free_optimizer(tx: optax.GradientTransformation, *, eps: float):
+    """`tx` on the parameters and `delta <- delta + eps * sign(grad)` on the perturbation."""
     if eps < 0:
         raise ValueError(f"eps must be >= 0, got {eps}")
+    ascend = optax.stateless(lambda g, _: jax.tree.map(lambda a: eps * jnp.sign(a), g))
 
-    def step(params, opt_state, delta, x, y):
-        def loss(p, d):
-            return _ce(params.replace(params=p), x + d, y)
+    def labels(tree):
+        params, delta = tree
+        return (jax.tree.map(lambda _: "params", params), jax.tree.map(lambda _: "delta", delta))
 
-        value, (g_params, g_delta) = jax.value_and_grad(loss, argnums=(0, 1))(params.params, delta)
-        updates, opt_state = tx.update(g_params, opt_state, params.params)
-        params = params.replace(params=optax.apply_updates(params.params, updates))
-        delta = jnp.clip(delta + eps * jnp.sign(g_delta), -eps, eps)
-        return params, opt_state, delta, value
-
-    return jax.jit(step)
+    return optax.multi_transform({"params": tx, "delta": ascend}, labels)
 
 
 def free_adversarial_training(
     params: ModelParams,
-    data: Iterable[Mapping[str, np.ndarray]],
+    data: Mapping[str, np.ndarray],
     *,
     tx: optax.GradientTransformation,
     eps: float,
+    batch_size: int,
+    steps: int,
     replays: int = 4,
-    steps: int | None = None,
+    seed: int = 0,
+    workdir=None,
+    mesh=None,
     progress: bool = True,
     desc: str = "free adversarial training",
 ) -> tuple[ModelParams, dict]:
-    """Free adversarial training of `params` on minibatches from `data`.
+    """Free adversarial training of `params`, each minibatch replayed `replays` times.
+
+    Every replay does ONE backward pass that gives both the parameter gradient
+    (for the update on the perturbed images) and the input gradient, by whose
+    sign the perturbation `delta` moves by `eps`, clipped back to the L-inf
+    ball of radius `eps`; `delta` is carried over to the next minibatch. Runs
+    on the training engine (`jaxsal.train.fit`): resumable, data-parallel.
 
     Args:
       params: the starting model.
-      data: minibatches {"image", "label"} of one fixed shape (e.g. `jaxsal.data.batches`);
-        each is replayed `replays` times.
-      tx: the optimiser.
-      eps: L-inf radius of the perturbation.
+      data: {"image", "label"} arrays; minibatches are drawn without replacement
+        in a random order per pass (seed `seed`).
+      tx: the optimiser of the parameters.
+      eps: L-inf radius of the perturbation (in the model's input units), also its step.
+      batch_size: images per minibatch (one fixed shape: `delta` is carried).
+      steps: minibatches used (each replayed `replays` times).
       replays: m, the replays of each minibatch.
-      steps: minibatches used (all of `data` when None).
-      progress: show a tqdm bar.
+      seed: seed of the minibatch order.
+      workdir: optional directory of resumable checkpoints.
+      mesh: data-parallel mesh (default: every device if `batch_size` splits over them).
+      progress: show a progress bar.
       desc: the bar's label.
 
     Returns:
-      (params, {"loss": loss of every replay, "max_abs_delta": the largest |delta| seen}).
+      (params, {"loss": loss of every replay, "max_abs_delta": the largest |delta|}).
 
     References:
       Shafahi et al. 2019, algorithm 1 (epochs divided by m for the same cost).
     """
-    from tqdm.auto import tqdm
+    from jaxsal.data.tfds_images import batch_indices
+    from jaxsal.train import fit, mesh_for
 
     if replays < 1:
         raise ValueError(f"replays must be at least 1, got {replays}")
-    step = make_free_step(tx, eps=eps)
-    opt_state = tx.init(params.params)
-    delta = None
-    losses, max_delta = [], 0.0
-    bar = tqdm(total=steps, desc=desc, disable=not progress, leave=False)
-    for i, batch in enumerate(data):
-        if steps is not None and i >= steps:
-            break
-        x, y = jnp.asarray(batch["image"]), jnp.asarray(batch["label"])
-        if delta is None:
-            delta = jnp.zeros_like(x)
-        if delta.shape != x.shape:
-            raise ValueError(
-                f"free adversarial training needs batches of one shape; got {x.shape} after "
-                f"{delta.shape} (drop the last, smaller batch)"
-            )
-        for _ in range(replays):
-            params, opt_state, delta, loss = step(params, opt_state, delta, x, y)
-            losses.append(float(loss))
-        max_delta = max(max_delta, float(jnp.abs(delta).max()))
-        bar.update()
-        bar.set_postfix(loss=f"{losses[-1]:.3f}")
-    bar.close()
-    return params, {"loss": losses, "max_abs_delta": max_delta}
+    images, labels = np.asarray(data["image"]), np.asarray(data["label"])
+    if len(images) < batch_size:
+        raise ValueError(f"batch_size {batch_size} exceeds the {len(images)} images given")
+
+    def batch_fn(step):
+        idx = batch_indices(len(images), step // replays, batch_size=batch_size, seed=seed)
+        return {"image": images[idx], "label": labels[idx]}
+
+    mesh = mesh_for([batch_size]) if mesh is None else mesh
+    delta = jnp.zeros((batch_size,) + images.shape[1:], images.dtype)
+    project = lambda t: (t[0], jnp.clip(t[1], -eps, eps))  # noqa: E731
+    (params, delta), history = fit(
+        free_adversarial_loss, (params, delta), batch_fn, tx=free_optimizer(tx, eps=eps),
+        steps=steps * replays, project=project, workdir=workdir, mesh=mesh,
+        config={"eps": eps, "replays": replays, "batch_size": batch_size, "seed": seed},
+        progress=progress, desc=desc,
+    )  # fmt: skip
+    return params, {
+        "loss": [h["loss"] for h in history],
+        "max_abs_delta": float(jnp.abs(delta).max()),
+    }
 
 
 def fgsm(params: ModelParams, x: jax.Array, y: jax.Array, *, eps: float) -> jax.Array:
@@ -188,10 +196,10 @@ def adversarial_accuracy(
 
 def robust_fooling_loss(
     params: ModelParams,
-    params0: ModelParams,
     batch: Mapping[str, jax.Array],
-    fooling: Fooling,
+    params0: ModelParams,
     *,
+    fooling: Fooling,
     eps: float,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """`CE(FGSM examples) + lam * L_F(clean)`: fooling that keeps adversarial robustness.
@@ -200,6 +208,6 @@ def robust_fooling_loss(
     `eps` are bound (e.g. with `functools.partial`).
     """
     xa = fgsm(params, batch["image"], jnp.asarray(batch["label"]), eps=eps)
-    total, aux = loss(params, params0, batch, fooling, inputs=xa)
+    total, aux = loss(params, batch, params0, fooling=fooling, inputs=xa)
     aux["adv_accuracy"] = aux.pop("accuracy")
     return total, aux

@@ -44,7 +44,7 @@ def _chunks(data: Mapping[str, np.ndarray], batch_size: int):
 
 @partial(jax.jit, static_argnames=("fooling", "method"))
 def _test_losses(params, params0, batch, fooling, method):
-    return test_losses(params, params0, batch, fooling, method=method)
+    return test_losses(params, batch, params0, fooling, method=method)
 
 
 def test_losses_by_method(

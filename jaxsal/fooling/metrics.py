@@ -107,6 +107,49 @@ def active_test_loss(
     return 0.5 * (spearman(h_c1, h_c2_orig) + spearman(h_c2, h_c1_orig))
 
 
+def mass_in_boxes(h: jax.Array, boxes: jax.Array, input_size: tuple[int, int]) -> jax.Array:
+    """Share of each map's non-negative mass inside the union of its boxes, (N,).
+
+    Args:
+      h: heatmaps (N, h, w, 1) at any resolution that tiles the input.
+      boxes: (N, 4) or (N, B, 4) half-open boxes in input pixels.
+      input_size: (H, W) of the input.
+
+    Returns:
+      sum(relu(h) * coverage) / sum(relu(h)), 0 for an all-zero map.
+    """
+    from jaxsal.metrics import box_coverage
+
+    m = jax.nn.relu(jnp.asarray(h)[..., 0])
+    cover = box_coverage(boxes, input_size, m.shape[1:3]).astype(m.dtype)
+    total = m.sum(axis=(1, 2))
+    inside = (m * cover).sum(axis=(1, 2))
+    return jnp.where(total > 0, inside / jnp.where(total > 0, total, 1.0), 0.0)
+
+
+def active_swap_score(
+    h: jax.Array, own_boxes: jax.Array, other_boxes: jax.Array, input_size: tuple[int, int]
+) -> jax.Array:
+    """Box-based Active test: how much of a class's map sits on the OTHER class's objects.
+
+    `mass_in_boxes(h, other) - mass_in_boxes(h, own)` per image, in [-1, 1]:
+    negative when the map of class c1 points at the c1 digits (an honest map),
+    positive when it points at the c2 digits (the swap Active fooling aims for).
+    Unlike the rank correlation of whole maps it does not depend on the
+    background cells where both maps are zero.
+
+    Args:
+      h: the maps of one class, (N, h, w, 1).
+      own_boxes: (N, B, 4) boxes of that class's objects.
+      other_boxes: (N, B, 4) boxes of the other class's objects.
+      input_size: (H, W) of the input.
+
+    Returns:
+      (N,) scores in [-1, 1].
+    """
+    return mass_in_boxes(h, other_boxes, input_size) - mass_in_boxes(h, own_boxes, input_size)
+
+
 def fooling_success_rate(losses: jax.Array, interval: str | Sequence[float]) -> jax.Array:
     """Fooling Success Rate: share of test losses inside the closed interval R_I.
 

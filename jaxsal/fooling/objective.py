@@ -1,11 +1,12 @@
 """The fooling objective: heatmaps, penalties and test losses as pure functions of the params.
 
-`Fooling` names one fooling run (the kind of fooling, the interpreter it
-fools and the weight lambda). Every function here is a pure function of
-`(params, params0, batch, fooling)`: `params` the model being fine-tuned,
-`params0` the frozen original, `batch` a dict of arrays. So the whole step
-(forward, interpreter, penalty, second-order gradient, update) can be one
-jitted function, sharded over devices by `jaxsal.fooling.trainer`.
+`Fooling` names one fooling run (the kind of fooling, the method of the
+method table it fools, `jaxsal.methods`, and the weight lambda). Every
+function here is a pure function of `(params, batch, params0, fooling)`:
+`params` the model being fine-tuned, `batch` a dict of arrays, `params0` the
+frozen original: the training engine's loss signature (`jaxsal.train`), so
+the whole step (forward, interpreter, penalty, second-order gradient,
+update) is one jitted function, sharded over devices.
 
 Batches:
 - passive foolings (Location, Top-k, Center-mass): `{"image", "label"}`;
@@ -29,7 +30,6 @@ from collections.abc import Mapping
 
 import jax
 import jax.numpy as jnp
-import optax
 
 from jaxsal.fooling.metrics import (
     FSR_INTERVALS,
@@ -46,19 +46,11 @@ from jaxsal.fooling.penalties import (
     location_penalty,
     topk_penalty,
 )
-from jaxsal.interpreters import gradcam, simple_grad, simple_grad_t, smoothgrad
-from jaxsal.lrp.attribution import relevance
+from jaxsal.methods import METHODS, Method, method
 from jaxsal.params import ModelParams
-from jaxsal.postprocess import (
-    gradcam_heatmap,
-    lrp_t_heatmap,
-    reduce_channels,
-    simple_grad_heatmap,
-    simple_grad_t_heatmap,
-)
+from jaxsal.train import cross_entropy
 
 KINDS = ("location", "topk", "center_mass", "active")
-METHODS = ("gradcam", "lrp_t", "lrp", "simple_grad", "simple_grad_t", "smoothgrad")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,55 +109,28 @@ class Fooling:
         """The FSR interval R_I of this kind of fooling."""
         return FSR_INTERVALS[self.kind]
 
+    def method_of(self, name: str | None = None) -> Method:
+        """The table's method `name` (default: the fooled one) with this fooling's settings."""
+        return method(name or self.method).using(
+            layer=self.layer, composite=self.composite, samples=self.samples,
+            noise_level=self.noise_level,
+        )  # fmt: skip
 
-def fooling_heatmap(
-    params: ModelParams,
-    x: jax.Array,
-    c: jax.Array,
-    *,
-    method: str,
-    layer: str = "target",
-    composite: str = "paper",
-    key: jax.Array | None = None,
-    samples: int = 8,
-    noise_level: float = 0.15,
+
+def heatmap_of(
+    params: ModelParams, x: jax.Array, c, fooling: Fooling, method: str | None = None, key=None
 ) -> jax.Array:
-    """The fooling paper's heatmap of one interpreter, shape (N, h, w, 1), differentiable.
+    """The fooling paper's heatmap (N, h, w, 1) of `fooling`'s method (or another), differentiable.
 
-    Args:
-      params: the model.
-      x: NHWC batch.
-      c: class per image, shape (N,) (or an int).
-      method: one of `METHODS` (see `Fooling`).
-      layer: the target layer of "gradcam", "lrp_t" and "simple_grad_t".
-      composite: LRP composite of "lrp" and "lrp_t".
-      key: PRNG key of "smoothgrad".
-      samples: SmoothGrad samples.
-      noise_level: SmoothGrad noise level.
-
-    Returns:
-      Grad-CAM: relu(cam) / max; LRP_T: relu(sum_c R), min-max; LRP: sum_c R
-      (signed, unnormalised; the input-level Location penalty divides by the
-      batch maximum); SimpleGrad and SmoothGrad: sum_c |g| / total;
-      SimpleGrad_T: 2 sum_c |g|, min-max.
+    The method comes from the table (`jaxsal.methods`) with the settings of
+    `fooling` (layer, composite, SmoothGrad samples and noise): Grad-CAM:
+    relu(cam) / max; LRP_T: relu(sum_c R), min-max; LRP: sum_c R (signed,
+    unnormalised; the input-level Location penalty divides by the batch
+    maximum); SimpleGrad and SmoothGrad: sum_c |g| / total; SimpleGrad_T:
+    2 sum_c |g|, min-max. `key` is needed by stochastic methods (SmoothGrad).
     """
     c = jnp.broadcast_to(jnp.asarray(c), (x.shape[0],))
-    if method == "gradcam":
-        return gradcam_heatmap(gradcam(params, x, c, layer=layer))
-    if method == "lrp_t":
-        return lrp_t_heatmap(relevance(params, x, c, composite=composite, layer=layer))
-    if method == "lrp":
-        return reduce_channels(relevance(params, x, c, composite=composite), "sum")
-    if method == "simple_grad":
-        return simple_grad_heatmap(simple_grad(params, x, c))
-    if method == "simple_grad_t":
-        return simple_grad_t_heatmap(simple_grad_t(params, x, c, layer=layer))
-    if method == "smoothgrad":
-        if key is None:
-            key = jax.random.key(0)
-        g = smoothgrad(params, x, c, key=key, samples=samples, noise_level=noise_level)
-        return simple_grad_heatmap(g)
-    raise ValueError(f'unknown fooling method "{method}"; use one of {", ".join(METHODS)}')
+    return fooling.method_of(method).heatmap_of(params, x, c, key=key)
 
 
 def _key(fooling: Fooling, batch: Mapping[str, jax.Array]) -> jax.Array:
@@ -173,17 +138,6 @@ def _key(fooling: Fooling, batch: Mapping[str, jax.Array]) -> jax.Array:
     if "index" in batch:
         key = jax.random.fold_in(key, jnp.asarray(batch["index"]).reshape(-1)[0])
     return key
-
-
-def heatmap_of(
-    params: ModelParams, x: jax.Array, c, fooling: Fooling, method: str | None = None, key=None
-) -> jax.Array:
-    """`fooling_heatmap` with the interpreter settings of `fooling` (or another method)."""
-    return fooling_heatmap(
-        params, x, c, method=method or fooling.method, layer=fooling.layer,
-        composite=fooling.composite, key=key, samples=fooling.samples,
-        noise_level=fooling.noise_level,
-    )  # fmt: skip
 
 
 def _labels(batch: Mapping[str, jax.Array]) -> jax.Array:
@@ -198,8 +152,8 @@ def _labels(batch: Mapping[str, jax.Array]) -> jax.Array:
 
 def penalty(
     params: ModelParams,
-    params0: ModelParams,
     batch: Mapping[str, jax.Array],
+    params0: ModelParams,
     fooling: Fooling,
 ) -> jax.Array:
     """The fooling loss L_F of `fooling` on a batch (a scalar).
@@ -217,7 +171,7 @@ def penalty(
       Active: the swapped-maps MSE on `batch["fool_image"]`.
     """
     params0 = jax.lax.stop_gradient(params0)
-    key = _key(fooling, batch) if fooling.method == "smoothgrad" else None
+    key = _key(fooling, batch) if fooling.method_of().stochastic else None
     if fooling.kind == "active":
         if "fool_image" not in batch:
             raise ValueError('active fooling needs batch["fool_image"], the two-class composites')
@@ -244,19 +198,23 @@ def penalty(
 
 def loss(
     params: ModelParams,
-    params0: ModelParams,
     batch: Mapping[str, jax.Array],
-    fooling: Fooling,
+    params0: ModelParams,
     *,
+    fooling: Fooling,
     inputs: jax.Array | None = None,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """The objective `CE + lam * L_F` and its parts.
+    """The objective `CE + lam * L_F` and its parts, with the training engine's loss signature.
+
+    Bind `fooling` (`functools.partial(loss, fooling=f)`) to get
+    `loss_fn(params, batch, frozen)` for `jaxsal.train.fit`, the frozen
+    arrays being the original model.
 
     Args:
       params: the model being fine-tuned (inference mode: BatchNorm uses its
         running statistics; no dropout).
-      params0: the frozen original.
       batch: see the module docstring.
+      params0: the frozen original.
       fooling: the fooling.
       inputs: the images the cross-entropy (and accuracy) is taken on, e.g.
         adversarial examples of the batch; default `batch["image"]`. The
@@ -268,8 +226,8 @@ def loss(
     x = batch["image"] if inputs is None else inputs
     y = _labels(batch)
     logits = params.apply(x)
-    ce = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
-    lf = penalty(params, params0, batch, fooling)
+    ce = cross_entropy(logits, y).mean()
+    lf = penalty(params, batch, params0, fooling)
     total = ce + fooling.lam * lf
     accuracy = (logits.argmax(-1) == y).mean()
     return total, {"loss": total, "ce": ce, "penalty": lf, "accuracy": accuracy}
@@ -277,8 +235,8 @@ def loss(
 
 def test_losses(
     params: ModelParams,
-    params0: ModelParams,
     batch: Mapping[str, jax.Array],
+    params0: ModelParams,
     fooling: Fooling,
     *,
     method: str | None = None,
@@ -293,7 +251,7 @@ def test_losses(
     than `fooling.method` measures transfer to that interpreter.
     """
     method = method or fooling.method
-    if method == "smoothgrad" and key is None:
+    if fooling.method_of(method).stochastic and key is None:
         key = _key(fooling, batch)
     if fooling.kind == "active":
         xf = batch["fool_image"]
@@ -304,14 +262,29 @@ def test_losses(
         return active_test_loss(*maps)
     x, y = batch["image"], _labels(batch)
     h = heatmap_of(params, x, y, fooling, method, key)
+    h0 = None if fooling.kind == "location" else heatmap_of(params0, x, y, fooling, method, key)
+    return losses_from_maps(fooling, h, h0, method=method)
+
+
+def losses_from_maps(
+    fooling: Fooling, h: jax.Array, h0: jax.Array | None, *, method: str | None = None
+) -> jax.Array:
+    """The per-image test losses of a passive fooling from the maps of both models, (N,).
+
+    `h` are the maps of the model tested, `h0` the original's (unused by
+    Location), both from `heatmap_of(..., method)`: so the maps of a data set
+    can be computed once and every kind's test derived from them.
+    """
+    method = method or fooling.method
     if fooling.kind == "location":
         if method == "lrp":  # per image: the batch-max scaling of the penalty, one image at a time
             return _lrp_location(h / h.max(axis=(1, 2, 3), keepdims=True))
         return location_test_loss(h)
-    h0 = heatmap_of(params0, x, y, fooling, method, key)
     if fooling.kind == "topk":
         return topk_test_loss(h, h0, fraction=fooling.fraction)
-    return center_mass_score(h, h0)
+    if fooling.kind == "center_mass":
+        return center_mass_score(h, h0)
+    raise ValueError("active fooling's test needs the maps of both classes: active_test_loss")
 
 
 def _lrp_location(h: jax.Array) -> jax.Array:

@@ -84,16 +84,22 @@ def substitutable(params: dict) -> bool:
     )
 
 
-def run_conv(backend: str, x, kernel, params: dict):
-    """The convolution of a `conv_general_dilated` op on `backend` ("patches" or "matmul")."""
+def run_conv(backend: str, x, kernel, params: dict, *, accumulate=None):
+    """The convolution of a `conv_general_dilated` op on `backend` ("patches" or "matmul").
+
+    `accumulate`: the dtype of the matmuls' accumulation and result (e.g.
+    float32 for bfloat16 inputs); None: the inputs' dtype.
+    """
     strides = tuple(params["window_strides"])
     padding = tuple(tuple(p) for p in params["padding"])
     if backend == "matmul":
-        return matmul_conv(x, kernel, strides, padding)
-    return patch_conv(x, kernel, strides, padding, (1, 1))
+        return matmul_conv(x, kernel, strides, padding, accumulate=accumulate)
+    y = patch_conv(x, kernel, strides, padding, (1, 1))
+    return y if accumulate is None else y.astype(accumulate)
 
 
-def matmul_conv(x, kernel, strides, padding, im2col_limit: int | None = None):
+def matmul_conv(x, kernel, strides, padding, im2col_limit: int | None = None, *,
+                accumulate=None):  # fmt: skip
     """NHWC / HWIO convolution (no groups, no dilation) written as matmuls.
 
     Same value as `lax.conv_general_dilated(x, kernel, strides, padding)`.
@@ -106,7 +112,7 @@ def matmul_conv(x, kernel, strides, padding, im2col_limit: int | None = None):
     matrix would exceed `im2col_limit` elements per image (default
     `IM2COL_LIMIT`), or the input has between `IM2COL_IMAGE_CHANNELS` and
     `IM2COL_MIN_CHANNELS` channels (both excluded), `patch_conv` is used
-    instead.
+    instead. `accumulate`: the dtype of the matmul's accumulation and result.
     """
     kh, kw, cin, cout = kernel.shape
     (lo_h, hi_h), (lo_w, hi_w) = padding
@@ -116,7 +122,8 @@ def matmul_conv(x, kernel, strides, padding, im2col_limit: int | None = None):
     limit = IM2COL_LIMIT if im2col_limit is None else im2col_limit
     thin = IM2COL_IMAGE_CHANNELS < cin < IM2COL_MIN_CHANNELS
     if kh * kw > 1 and (oh * ow * kh * kw * cin > limit or thin):
-        return patch_conv(x, kernel, strides, padding, (1, 1))
+        y = patch_conv(x, kernel, strides, padding, (1, 1))
+        return y if accumulate is None else y.astype(accumulate)
     zero = jnp.zeros((), x.dtype)
     xp = lax.pad(x, zero, ((0, 0, 0), (lo_h, hi_h, 0), (lo_w, hi_w, 0), (0, 0, 0)))
     taps = [
@@ -130,7 +137,8 @@ def matmul_conv(x, kernel, strides, padding, im2col_limit: int | None = None):
         for j in range(kw)
     ]
     cols = taps[0] if len(taps) == 1 else jnp.concatenate(taps, axis=-1)
-    y = cols.reshape(-1, kh * kw * cin) @ kernel.reshape(kh * kw * cin, cout)
+    y = lax.dot_general(cols.reshape(-1, kh * kw * cin), kernel.reshape(kh * kw * cin, cout),
+                        (((1,), (0,)), ((), ())), preferred_element_type=accumulate)  # fmt: skip
     return y.reshape(n, oh, ow, cout)
 
 

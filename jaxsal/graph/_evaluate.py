@@ -12,7 +12,7 @@ does, except that:
 - every NHWC convolution runs on the model's conv backend
   (`jaxsal.graph._conv`);
 - under an LRP plan (`LrpPlan`), each layer with a rule is computed by
-  `jaxsal.lrp.rules.attach` (its backward pass carries relevance), and each
+  `jaxsal.lrp.attach.attach` (its backward pass carries relevance), and each
   BatchNorm folded by a canonizer disappears into the layer before it.
 
 Everything it emits is ordinary JAX, so the result composes with `jit`,
@@ -62,6 +62,7 @@ def evaluate(
     rectifier: Callable | None = None,
     max_pool: Callable | None = None,
     lrp: Callable[[Graph], LrpPlan] | None = None,
+    train: bool = False,
 ):
     """Runs the model; returns `(logits, activations)` with one activation per tap.
 
@@ -75,8 +76,10 @@ def evaluate(
       max_pool: `max_pool(pool, x) -> y` replacing every max pooling (`pool` is
         the model's own pooling of `x`), e.g. for DeepLIFT's rule.
       lrp: a function from the graph to its `LrpPlan`.
+      train: BatchNorm in training mode (batch statistics); then returns
+        `(logits, activations, new state)`, the state with the updated running statistics.
     """
-    graph = trace_graph(params, x)
+    graph = trace_graph(params, x, train=train)
     plan = None if lrp is None else lrp(graph)
     run = _Run(graph, params, tuple(taps), deltas or {}, rectifier, plan, max_pool)
     return run.go(jax.tree.leaves((params.params, params.state)), x)
@@ -97,6 +100,7 @@ class _Run:
         self.beta = params.beta
         self.aliases = params.spec.alias_map
         self.conv = resolve_conv(params.spec.conv)
+        self.precision = params.spec.precision
         self.taps = set(taps)
         self.deltas = deltas
         self.rectifier = rectifier
@@ -168,8 +172,11 @@ class _Run:
         missing = [t for t in self.taps if t not in self.acts]
         if missing:
             raise self.not_found(missing[0])
-        (out,) = (self.read(a) for a in g.outs)
-        return out, self.acts
+        outs = [self.read(a) for a in g.outs]
+        if len(outs) == 1:
+            return outs[0], self.acts
+        logits, state = jax.tree.unflatten(g.out_tree, outs)
+        return logits, self.acts, state
 
     def not_found(self, name: str) -> LayerNotFoundError:
         import difflib
@@ -200,6 +207,8 @@ class _Run:
                 if name in self.deltas:
                     v = v + self.deltas[name]
             return [v]
+        if op.prim.name in ("conv_general_dilated", "dot_general") and self.precision:
+            return [self._low_precision(op, vals)]
         if op.prim.name == "conv_general_dilated" and self.conv != "xla":
             if substitutable(op.params) and vals[0].dtype == vals[1].dtype:
                 return [run_conv(self.conv, vals[0], vals[1], op.params)]
@@ -221,10 +230,27 @@ class _Run:
             out = op.prim.bind(*vals, **op.params)
         return list(out) if op.prim.multiple_results else [out]
 
+    def _low_precision(self, op: Op, vals: list):
+        """A convolution or matrix product on `precision` inputs with float32 accumulation."""
+        out_dtype = jnp.result_type(vals[0], vals[1])
+        low = jnp.dtype(self.precision)
+        a, b = vals[0].astype(low), vals[1].astype(low)
+        acc = jnp.promote_types(out_dtype, jnp.float32)
+        if (
+            op.prim.name == "conv_general_dilated"
+            and self.conv != "xla"
+            and substitutable(op.params)
+        ):
+            y = run_conv(self.conv, a, b, op.params, accumulate=acc)
+        else:
+            with op.ctx.manager:
+                y = op.prim.bind(a, b, **{**op.params, "preferred_element_type": acc})
+        return y.astype(out_dtype)
+
     # ------------------------------------------------------------ LRP layers
 
     def _layer(self, layer: Layer, rule, fold: Layer | None):
-        from jaxsal.lrp.rules import attach
+        from jaxsal.lrp.attach import attach
 
         a = self.plan.analysis
         xs = [self.env[r] for r in layer.ins]

@@ -109,6 +109,7 @@ class Graph:
       in_tree: the treedef of `(params, state)`.
       x_ref: reference of the model input.
       avals: the abstract value (shape, dtype) of every reference.
+      out_tree: the treedef of the outputs (logits, or (logits, new state) in training mode).
     """
 
     ops: tuple[Op, ...]
@@ -119,6 +120,7 @@ class Graph:
     in_tree: Any
     x_ref: int
     avals: dict
+    out_tree: Any = None
 
     def path_of(self, op: Op) -> str:
         """The module path an operation ran in ("" outside modules)."""
@@ -165,7 +167,7 @@ class _Recorder:
         return tuple(Call(p, c, par, leaf) for p, c, par, leaf in self.calls)
 
 
-def _linen_forward(module, recorder: _Recorder, call_kwargs: dict):
+def _linen_forward(module, recorder: _Recorder, call_kwargs: dict, train: bool = False):
     import flax.linen as nn
 
     def interceptor(next_fun, args, kwargs, context):
@@ -176,8 +178,13 @@ def _linen_forward(module, recorder: _Recorder, call_kwargs: dict):
         return recorder.call(path, type(mod), lambda: next_fun(*args, **kwargs))
 
     def forward(params, state, x):
+        variables = {"params": params, **state}
         with nn.intercept_methods(interceptor):
-            return module.apply({"params": params, **state}, x, **call_kwargs)
+            if train:  # BatchNorm on batch statistics; the updated running ones come back too
+                logits, updates = module.apply(variables, x, mutable=["batch_stats"],
+                                               **call_kwargs)  # fmt: skip
+                return logits, {**state, **updates}
+            return module.apply(variables, x, **call_kwargs)
 
     return forward
 
@@ -234,11 +241,19 @@ def _function_forward(fn, has_params: bool):
     return forward
 
 
-def model_forward(params, recorder: _Recorder) -> Callable:
-    """`forward(params, state, x) -> logits` of a `ModelParams`, recording module calls."""
+def model_forward(params, recorder: _Recorder, train: bool = False) -> Callable:
+    """`forward(params, state, x) -> logits` of a `ModelParams`, recording module calls.
+
+    With `train`, `-> (logits, new state)`: BatchNorm in training mode (Linen models only).
+    """
     kind = params.spec.kind
+    if train and kind != "linen":
+        raise ValueError(
+            f"training mode (BatchNorm on batch statistics) is supported for Linen models, not "
+            f"{kind} models; train those in inference mode"
+        )
     if kind == "linen":
-        return _linen_forward(params.module, recorder, dict(params.spec.call_kwargs))
+        return _linen_forward(params.module, recorder, dict(params.spec.call_kwargs), train)
     if kind == "nnx":
         return _nnx_forward(params.module, recorder)
     if kind == "function":
@@ -254,7 +269,7 @@ def _innermost(stack: str, default: int | None) -> int | None:
     return int(found[-1]) if found else default
 
 
-def _flatten(closed, calls: tuple[Call, ...], in_tree) -> Graph:
+def _flatten(closed, calls: tuple[Call, ...], in_tree, out_tree=None) -> Graph:
     ops: list[Op] = []
     consts: dict[int, Any] = {}
     avals: dict[int, Any] = {}
@@ -305,7 +320,7 @@ def _flatten(closed, calls: tuple[Call, ...], in_tree) -> Graph:
     env.update(zip(closed.jaxpr.invars, ins))
     walk(closed.jaxpr, env, "", None)
     outs = tuple(read(env, v) for v in closed.jaxpr.outvars)
-    return Graph(tuple(ops), ins, outs, consts, calls, in_tree, ins[-1], avals)
+    return Graph(tuple(ops), ins, outs, consts, calls, in_tree, ins[-1], avals, out_tree)
 
 
 def _fn_name(eqn) -> str:
@@ -324,17 +339,19 @@ def _abstract(a):
     return jax.ShapeDtypeStruct(aval.shape, aval.dtype)
 
 
-def trace_graph(params, x) -> Graph:
+def trace_graph(params, x, *, train: bool = False) -> Graph:
     """The `Graph` of `params`'s forward pass on inputs shaped like `x` (cached).
 
     Args:
       params: a `jaxsal.ModelParams`.
       x: an array or `jax.ShapeDtypeStruct` with the input's shape and dtype.
+      train: BatchNorm in training mode; the graph then also outputs the new state.
     """
     leaves, in_tree = jax.tree.flatten((params.params, params.state))
-    avals = tuple((tuple(a.shape), str(a.dtype)) for a in map(_abstract, leaves))
+    avals = tuple((tuple(a.shape), a.dtype) for a in map(_abstract, leaves))
     xa = _abstract(x)
-    key = (params.module, params.spec.trace_key(), in_tree, avals, (tuple(xa.shape), str(xa.dtype)))
+    key = (params.module, params.spec.trace_key(), in_tree, avals, (tuple(xa.shape), xa.dtype),
+           train)  # fmt: skip
     return _cached_graph(key, params)
 
 
@@ -354,16 +371,21 @@ _CACHE_SIZE = 256
 
 
 def _build(params, key) -> Graph:
-    _, in_tree, avals, (x_shape, x_dtype) = key[1], key[2], key[3], key[4]
+    in_tree, avals, (x_shape, x_dtype), train = key[2], key[3], key[4], key[5]
     leaves = [jax.ShapeDtypeStruct(s, d) for s, d in avals]
     p_abs, s_abs = jax.tree.unflatten(in_tree, leaves)
     recorder = _Recorder()
-    forward = model_forward(params, recorder)
-    closed = jax.make_jaxpr(forward)(p_abs, s_abs, jax.ShapeDtypeStruct(x_shape, x_dtype))
+    forward = model_forward(params, recorder, train)
+    closed, out_shape = jax.make_jaxpr(forward, return_shape=True)(
+        p_abs, s_abs, jax.ShapeDtypeStruct(x_shape, x_dtype)
+    )
+    out_tree = jax.tree.structure(out_shape)
+    if train:
+        return _flatten(closed, recorder.result(), in_tree, out_tree)
     if len(closed.jaxpr.outvars) != 1:
         raise ValueError(
             f"the model returns {len(closed.jaxpr.outvars)} arrays; jaxsal needs a model whose "
             "forward pass returns one array of logits (N, classes). Wrap it in a function that "
             "returns the logits only"
         )
-    return _flatten(closed, recorder.result(), in_tree)
+    return _flatten(closed, recorder.result(), in_tree, out_tree)

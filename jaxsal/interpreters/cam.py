@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxsal.forward import class_grads, resolve_layer
+from jaxsal.hyper import check_choice
 from jaxsal.interpreters.base import interpreter
 from jaxsal.interpreters.guided import guided, rectified_grads
 from jaxsal.postprocess import upsample
@@ -27,7 +28,19 @@ def cam_from(acts: jax.Array, grads: jax.Array, relu: bool = True) -> jax.Array:
     return jax.nn.relu(cam) if relu else cam
 
 
-@interpreter(static=("layer", "relu"))
+INTERPOLATIONS = ("nearest", "bilinear")
+
+
+def _validate(method, x, key, hyper):
+    """`relu` a bool, `interpolation` a known mode (the layer is checked by the decorator)."""
+    if "relu" in hyper and not isinstance(hyper["relu"], bool):
+        raise TypeError(f"{method}: relu must be True or False, got {hyper['relu']!r}")
+    if "interpolation" in hyper:
+        check_choice(hyper["interpolation"], "interpolation", method, INTERPOLATIONS)
+    return key, hyper
+
+
+@interpreter(static=("layer", "relu"), validate=_validate)
 def gradcam(params, x, c, *, key=None, layer: str = "target", relu: bool = True):
     """Grad-CAM at a named layer, at that layer's resolution.
 
@@ -46,7 +59,7 @@ def gradcam(params, x, c, *, key=None, layer: str = "target", relu: bool = True)
     return cam_from(acts[name], grads[name], relu)
 
 
-@interpreter(static=("layer", "interpolation"))
+@interpreter(static=("layer", "interpolation"), validate=_validate)
 def guided_gradcam(params, x, c, *, key=None, layer="target", interpolation="nearest"):
     """Guided Backprop times the Grad-CAM map upsampled to the input (shape of x).
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
+from jaxsal.hyper import check_baseline, check_choice, check_chunk, check_count
 from jaxsal.interpreters.base import interpreter
 from jaxsal.interpreters.gradient import simple_grad
 from jaxsal.interpreters.noise import over_samples
@@ -33,9 +34,20 @@ def quadrature(steps: int, method: str) -> tuple[np.ndarray, np.ndarray]:
     return (np.arange(steps) + offsets[method]) / steps, np.full(steps, 1.0 / steps)
 
 
-@interpreter(static=("steps", "method", "chunk"))
+def _validate(name, x, key, hyper):
+    """Up-front checks of the quadrature, the baseline and `chunk` (resolved to an int)."""
+    check_choice(hyper["method"], "method", name, METHODS)
+    minimum = 2 if hyper["method"] == "riemann_trapezoid" else 1
+    why = " for riemann_trapezoid" if minimum == 2 else ""
+    steps = check_count(hyper["steps"], "steps", name, minimum=minimum, example=50, why=why)
+    baseline = check_baseline(hyper["baseline"], x, name)
+    chunk = check_chunk(hyper["chunk"], steps, "steps", name, x.shape, x.dtype)
+    return key, {**hyper, "steps": steps, "baseline": baseline, "chunk": chunk}
+
+
+@interpreter(static=("steps", "method", "chunk"), validate=_validate, chunk_of="steps")
 def integrated_gradients(
-    params, x, c, *, key=None, baseline=None, steps=50, method="gausslegendre", chunk=None
+    params, x, c, *, key=None, baseline=None, steps=50, method="gausslegendre", chunk="auto"
 ):
     """(x - baseline) times the path integral of the input gradient.
 
@@ -44,7 +56,11 @@ def integrated_gradients(
       steps: quadrature points (50).
       method: "gausslegendre" (Captum's default) or a Riemann rule
         ("riemann_trapezoid", "riemann_left", "riemann_right", "riemann_middle").
-      chunk: quadrature points per pass (None: all at once).
+      chunk: quadrature points per pass: "auto" (default; the largest divisor of
+        `steps` with chunk x N images under the budget of
+        `jaxsal.hyper.auto_chunk`, 64 float32 images of 224 x 224 x 3), an int
+        dividing `steps`, or None (all steps x N images at once). Smaller uses
+        less memory; the result does not depend on it.
 
     Returns:
       Attributions of the shape of x; their sum approximates

@@ -17,6 +17,19 @@ maps agree with it to float64 rounding:
   likewise `w+`, `w-`, `b+`, `b-`; `J_w` is the Jacobian of `fn(., w, .)`;
 - rules without parameters (pooling, residual sums) see `fn(*xs)`, linear.
 
+Half precision (float16, bfloat16): the forward pass runs in the model's
+dtype, but each rule's backward pass runs in float32 (`jaxsal.lrp.attach` casts the
+layer's inputs, parameters, output and the incoming relevance up, runs the
+layer's `fn` with every operation in float32, and casts the relevance back,
+saturating at the half type's largest finite value). In float16 the
+stabilisers would otherwise underflow (1e-8 and 1e-12 are 0; `0 / 0` gives
+NaN) and `R / stab(z)` overflow (`inf * 0` gives NaN). `stabilize` itself is
+dtype-aware for direct use on half arrays: a positive eps is at least the
+dtype's smallest normal number. float32 and float64 are untouched. Every
+composite then gives finite maps close to float32's (tests/test_half_precision.py:
+relative L2 error below 1% in float16; a few % in bfloat16, whose forward pass
+keeps about 3 digits; Spearman correlation above 0.99).
+
 References:
   Bach et al., On pixel-wise explanations for non-linear classifier decisions
   by layer-wise relevance propagation, PLoS ONE 2015 (epsilon, alpha-beta).
@@ -38,10 +51,9 @@ import jax
 import jax.numpy as jnp
 
 from jaxsal.models.layers import channels_last
+from jaxsal.preprocess import IMAGENET_MEAN, IMAGENET_STD
 
 # ImageNet pixel range [0, 1] after torchvision's normalisation, per RGB channel.
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 IMAGENET_LOW = tuple(-m / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD))
 IMAGENET_HIGH = tuple((1 - m) / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD))
 
@@ -67,9 +79,23 @@ class Layer(NamedTuple):
     nonneg: bool
 
 
+HALF = (jnp.float16, jnp.bfloat16)
+
+
+def _eps(eps: float, dtype) -> float:
+    """eps, raised to the dtype's smallest normal number in half precision (never underflows)."""
+    if jnp.dtype(dtype) in HALF and eps > 0:
+        return max(eps, float(jnp.finfo(dtype).smallest_normal))
+    return eps
+
+
 def stabilize(z: jax.Array, eps: float) -> jax.Array:
-    """`z + eps * sign(z)` with sign(0) = +1 (Zennit's and the fooling paper's stabiliser)."""
-    return z + eps * jnp.where(z >= 0, 1.0, -1.0).astype(z.dtype)
+    """`z + eps * sign(z)` with sign(0) = +1 (Zennit's and the fooling paper's stabiliser).
+
+    In float16 / bfloat16 a positive eps is at least the dtype's smallest
+    normal number, so that `eps * sign(z)` never underflows to 0.
+    """
+    return z + _eps(eps, z.dtype) * jnp.where(z >= 0, 1.0, -1.0).astype(z.dtype)
 
 
 def pos(a):
@@ -352,31 +378,5 @@ class NormPlus(Rule):
     def relevance(self, layer, R):
         xs = layer.xs if layer.nonneg else tuple(pos(a) for a in layer.xs)
         z, vjp = jax.vjp(layer.fn, *xs)
-        grads = vjp(R / (z + self.stabilizer))
+        grads = vjp(R / (z + _eps(self.stabilizer, z.dtype)))
         return tuple(a * g for a, g in zip(xs, grads))
-
-
-def attach(rule: Rule, fn: Callable, xs: tuple, params: tuple = (), *, nonneg: bool = False):
-    """`fn(*xs, *params)` whose backward pass is `rule.relevance` (a `jax.custom_vjp`).
-
-    The parameters are explicit arguments (not closed over), and no cotangent
-    flows to them through this rule: differentiating an LRP map with respect
-    to the parameters differentiates the forward and the rule's backward code.
-    """
-
-    @jax.custom_vjp
-    def call(xs, params):
-        return fn(*xs, *params)
-
-    def call_fwd(xs, params):
-        out = fn(*xs, *params)
-        return out, (xs, params, out)
-
-    def call_bwd(res, R):
-        xs, params, out = res
-        w, b = (params + (None, None))[:2]
-        rel = rule.relevance(Layer(fn, xs, w, b, out, nonneg), R)
-        return tuple(r.astype(a.dtype) for r, a in zip(rel, xs)), None
-
-    call.defvjp(call_fwd, call_bwd)
-    return call(tuple(xs), tuple(params))

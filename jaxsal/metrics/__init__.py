@@ -54,6 +54,7 @@ from jaxsal.metrics._irof import (
 )
 from jaxsal.metrics._localisation import (
     attribution_localisation,
+    box_coverage,
     box_mask,
     pointing_game,
     relevance_mass_accuracy,
@@ -88,6 +89,7 @@ __all__ = (
     "attribution_localisation",
     "auc",
     "avg_sensitivity",
+    "box_coverage",
     "box_mask",
     "completeness",
     "complexity",

@@ -17,6 +17,7 @@ from jaxsal.metrics._common import check_map, check_mask, pixel_map, prepare
 
 __all__ = [
     "attribution_localisation",
+    "box_coverage",
     "box_mask",
     "pointing_game",
     "relevance_mass_accuracy",
@@ -51,6 +52,27 @@ def box_mask(boxes: jax.Array, shape: tuple[int, int]) -> jax.Array:
     y0, x0, y1, x1 = (boxes[..., i][..., None, None] for i in range(4))
     inside = (rows >= y0) & (rows < y1) & (cols >= x0) & (cols < x1)
     return inside.any(axis=1)
+
+
+def box_coverage(boxes: jax.Array, input_size: tuple[int, int], size: tuple[int, int]):
+    """The share of each cell of an (h, w) map covered by an image's boxes (their union).
+
+    The map's cells tile the input: H and W must be multiples of h and w (e.g.
+    a 12x12 Grad-CAM map of a 96x96 scene: 8x8-pixel cells).
+
+    Args:
+      boxes: (N, 4) or (N, B, 4) half-open boxes (y0, x0, y1, x1) in input pixels.
+      input_size: (H, W) of the input.
+      size: (h, w) of the map.
+
+    Returns:
+      (N, h, w) in [0, 1]: 1 inside the boxes, fractions on their border cells.
+    """
+    (hi, wi), (h, w) = input_size, size
+    if hi % h or wi % w:
+        raise ValueError(f"input size {input_size} must be a multiple of the map size {size}")
+    mask = box_mask(boxes, (hi, wi)).astype(jnp.result_type(float))
+    return mask.reshape(-1, h, hi // h, w, wi // w).mean(axis=(2, 4))
 
 
 def _flat(a, mask, *, abs, normalise=False):

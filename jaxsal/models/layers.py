@@ -157,18 +157,34 @@ class Linear(nn.Module):
 
 
 class BatchNorm(nn.Module):
-    """torch.nn.BatchNorm2d in inference mode (running statistics in `batch_stats`)."""
+    """torch.nn.BatchNorm2d (running statistics in `batch_stats`).
+
+    Inference mode (running statistics) unless the `batch_stats` collection is
+    mutable: then, as torch's training mode, the batch's own statistics
+    normalise it and the running ones move by `momentum` towards them (torch's
+    unbiased batch variance). Only training from scratch uses that
+    (`ModelParams.train_apply`); every method explains in inference mode.
+    """
 
     eps: float = BN_EPS
+    momentum: float = 0.1
 
     @nn.compact
     def __call__(self, x):
         c = x.shape[-1]
         scale = self.param("scale", nn.initializers.ones, (c,))
         bias = self.param("bias", nn.initializers.zeros, (c,))
-        mean = self.variable("batch_stats", "mean", jnp.zeros, (c,)).value
-        var = self.variable("batch_stats", "var", jnp.ones, (c,)).value
-        return batch_norm(x, scale, bias, mean, var, self.eps)
+        mean = self.variable("batch_stats", "mean", jnp.zeros, (c,))
+        var = self.variable("batch_stats", "var", jnp.ones, (c,))
+        if not self.is_mutable_collection("batch_stats") or self.is_initializing():
+            return batch_norm(x, scale, bias, mean.value, var.value, self.eps)
+        axes = tuple(range(x.ndim - 1))
+        m = x.mean(axes)
+        v = ((x - channels_last(m, x.ndim)) ** 2).mean(axes)
+        count = x.size // c
+        mean.value = (1 - self.momentum) * mean.value + self.momentum * m
+        var.value = (1 - self.momentum) * var.value + self.momentum * v * count / max(count - 1, 1)
+        return batch_norm(x, scale, bias, m, v, self.eps)
 
 
 def rectifier(kind: str, beta=None):

@@ -7,7 +7,7 @@ import flax.linen as nn
 from jaxsal.models.densenet import DenseNet121
 from jaxsal.models.mobilenet import MobileNetV2
 from jaxsal.models.resnet import ResNet18, ResNet34, ResNet50
-from jaxsal.models.small_cnn import SmallCNN
+from jaxsal.models.small_cnn import SmallCNN, SmallCNNBN
 from jaxsal.models.vgg import VGG16, VGG19
 
 ARCHITECTURES = {
@@ -19,9 +19,10 @@ ARCHITECTURES = {
     "densenet121": DenseNet121,
     "mobilenet_v2": MobileNetV2,
     "small_cnn": SmallCNN,
+    "small_cnn_bn": SmallCNNBN,
 }
 
-TORCHVISION_ARCHITECTURES = tuple(a for a in ARCHITECTURES if a != "small_cnn")
+TORCHVISION_ARCHITECTURES = tuple(a for a in ARCHITECTURES if not a.startswith("small_cnn"))
 
 
 def build_module(arch: str, *, num_classes: int | None = None):

@@ -11,7 +11,16 @@ import functools
 
 import flax.linen as nn
 
-from jaxsal.models.layers import AdaptiveAvgPool, Conv, Dropout, Flatten, Linear, MaxPool, ReLU
+from jaxsal.models.layers import (
+    AdaptiveAvgPool,
+    BatchNorm,
+    Conv,
+    Dropout,
+    Flatten,
+    Linear,
+    MaxPool,
+    ReLU,
+)
 
 CFGS = {
     "vgg16": (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"),
@@ -20,32 +29,36 @@ CFGS = {
 }  # fmt: skip
 
 
-def conv_indices(cfg):
-    """torchvision Sequential index of each conv and its ReLU; pools take one index."""
+def conv_indices(cfg, batch_norm: bool = False):
+    """torchvision Sequential index of each conv; its ReLU follows (after a BatchNorm, if any)."""
     convs, i = [], 0
     for v in cfg:
         if v == "M":
             i += 1
         else:
             convs.append(i)
-            i += 2
+            i += 3 if batch_norm else 2
     return convs
 
 
-def feature_aliases(cfg) -> dict[str, str]:
+def feature_aliases(cfg, batch_norm: bool = False) -> dict[str, str]:
     """Aliases of a VGG-style `features` stack; `target` is the input of the last conv."""
-    convs = conv_indices(cfg)
+    convs = conv_indices(cfg, batch_norm)
     if not convs:
         return {"features": "features"}
-    aliases = {"last_conv": f"features.{convs[-1] + 1}", "features": "features"}
+    relu = 2 if batch_norm else 1
+    aliases = {"last_conv": f"features.{convs[-1] + relu}", "features": "features"}
     if len(convs) > 1:  # the relu before the last conv; a one-conv net has only its output
-        aliases["last_conv_input"] = f"features.{convs[-2] + 1}"
+        aliases["last_conv_input"] = f"features.{convs[-2] + relu}"
     aliases["target"] = aliases.get("last_conv_input", aliases["last_conv"])
     return aliases
 
 
 class VGGFeatures(nn.Module):
+    """torchvision's `features`: conv (BatchNorm) ReLU per entry, max pooling for "M"."""
+
     cfg: tuple
+    batch_norm: bool = False
 
     @nn.compact
     def __call__(self, x):
@@ -54,10 +67,13 @@ class VGGFeatures(nn.Module):
             if v == "M":
                 x = MaxPool(2, 2, name=str(i))(x)
                 i += 1
-            else:
-                x = Conv(v, 3, padding=1, name=str(i))(x)
-                x = ReLU(name=str(i + 1))(x)
-                i += 2
+                continue
+            x = Conv(v, 3, padding=1, name=str(i))(x)
+            if self.batch_norm:
+                x = BatchNorm(name=str(i + 1))(x)
+                i += 1
+            x = ReLU(name=str(i + 1))(x)
+            i += 2
         return x
 
 

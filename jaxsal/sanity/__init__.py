@@ -2,7 +2,8 @@
 
 - `randomization`: cascading and independent model randomisation, batched and
   jitted for any model and interpreter; shuffled labels for data randomisation.
-- `similarity`: Spearman of absolute and signed maps, SSIM, Spearman of HOG descriptors.
+- `similarity`: Spearman of absolute and signed maps, SSIM, Spearman of HOG descriptors,
+  over the whole image or inside each image's ground-truth box.
 - `manipulation`: the input-manipulation attack on explanations and its
   beta-smoothing defence.
 """
@@ -26,7 +27,11 @@ from jaxsal.sanity.randomization import (
 from jaxsal.sanity.similarity import (
     METRICS,
     hog,
+    hog_box_mask,
+    hog_cells,
     hog_spearman,
+    masked_spearman,
+    masked_ssim,
     similarities,
     spearman_abs,
     spearman_signed,
@@ -40,10 +45,14 @@ __all__ = [
     "explanation_map",
     "fresh_params",
     "hog",
+    "hog_box_mask",
+    "hog_cells",
     "hog_spearman",
     "independent_masks",
     "manipulate",
     "manipulation_scores",
+    "masked_spearman",
+    "masked_ssim",
     "mix",
     "parameter_layers",
     "randomize_layers",

@@ -133,8 +133,8 @@ def manipulate(
     *,
     bounds: tuple[float, float],
     config: AttackConfig = AttackConfig(),
+    key: jax.Array,
     c: jax.Array | None = None,
-    key: jax.Array | None = None,
     progress: bool = True,
     desc: str = "attack",
 ) -> tuple[jax.Array, dict[str, np.ndarray]]:
@@ -154,8 +154,8 @@ def manipulate(
         normalisation). With `config.pixel_space` they also define the pixel
         values `u = (x - low) / (high - low)` that Adam optimises.
       config: the attack's constants.
+      key: PRNG key passed to `explain` (stochastic interpreters draw from it).
       c: the explained classes (default: the model's prediction on x).
-      key: PRNG key for stochastic interpreters.
       progress: show a progress bar over the steps.
       desc: the bar's label.
 
@@ -173,7 +173,6 @@ def manipulate(
     logits = params.apply(x)
     probs = jax.nn.softmax(logits, axis=-1)
     c = jnp.argmax(logits, -1) if c is None else jnp.broadcast_to(jnp.asarray(c), x.shape[:1])
-    key = jax.random.key(0) if key is None else key
     betas = config.betas()
     schedule = np.zeros(config.steps) if betas is None else betas
     low, high = (jnp.broadcast_to(jnp.asarray(b, x.dtype), x.shape) for b in bounds)
@@ -217,7 +216,7 @@ def manipulation_scores(
     explain: Callable,
     *,
     c: jax.Array,
-    key: jax.Array | None = None,
+    key: jax.Array,
     bounds: tuple | None = None,
 ) -> dict[str, np.ndarray]:
     """How well a manipulation worked, per image, judged with `params` as given.
@@ -239,7 +238,6 @@ def manipulation_scores(
       "output_mse" (softmax MSE), "max_prob_change", "same_class" (argmax kept)
       and "input_mse" (MSE of x_adv - x in the model's input units).
     """
-    key = jax.random.key(0) if key is None else key
     h0 = explanation_map(explain(params, x, c, key))
     h1 = explanation_map(explain(params, x_adv, c, key))
     p0 = jax.nn.softmax(params.apply(x), -1)

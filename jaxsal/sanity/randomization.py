@@ -184,9 +184,9 @@ def randomized_maps(
       masks: booleans (S, L): which layers each randomisation re-initialises
         (`cascading_masks`, `independent_masks`).
       key: PRNG key of the interpreter (the same for every row, so stochastic
-        methods see the same noise).
+        methods see the same noise), and of the fresh draw when `fresh` is None.
       layers: the L layer paths (default `parameter_layers(params)`).
-      fresh: the fresh draw (default `fresh_params(params, jax.random.key(0))`).
+      fresh: the fresh draw (default `fresh_params(params, jax.random.fold_in(key, 1))`).
 
     Returns:
       Maps of shape (S,) + the interpreter's output shape.
@@ -195,7 +195,7 @@ def randomized_maps(
     masks = jnp.asarray(masks, bool)
     if masks.ndim != 2 or masks.shape[1] != len(layers):
         raise ValueError(f"masks must have shape (S, {len(layers)}), got {masks.shape}")
-    fresh = fresh_params(params, jax.random.key(0)) if fresh is None else fresh
+    fresh = fresh_params(params, jax.random.fold_in(key, 1)) if fresh is None else fresh
     return _mapped(params, fresh, masks, x, jnp.asarray(c), key, explain=explain, layers=layers)
 
 

@@ -1,13 +1,22 @@
 """Trustworthy CNNs (Halliwell & Lecue): training with saliency penalties.
 
-The loss (eq. 4-10) in `losses`, frozen-layer data-parallel training and the
-transfer-learning head in `training`, evaluation on data with known object
-locations in `evaluation`.
+The loss (eq. 4-10) in `losses` (the training engine's loss signature: train
+one layer with `jaxsal.train.fit(..., trainable=(layer,))`), the
+transfer-learning head in `jaxsal.models.transfer`, evaluation on data with
+known object locations in `evaluation`.
 """
 
+from jaxsal.models.transfer import (
+    TransferHead,
+    TransferNet,
+    transfer_features,
+    transfer_head,
+    transfer_model,
+    with_head,
+)
+from jaxsal.trust.evaluation import posthoc_maps, predict_and_explain
 from jaxsal.trust.losses import (
     TrustConfig,
-    box_map,
     normalize_max,
     pixelwise_cross_entropy,
     saliency,
@@ -15,30 +24,21 @@ from jaxsal.trust.losses import (
     trust_loss,
     trust_terms,
 )
-from jaxsal.trust.training import (
-    TransferNet,
-    device_mesh,
-    fit,
-    make_step,
-    masked_optimizer,
-    trainable_mask,
-    transfer_model,
-)
 
 __all__ = [
+    "TransferHead",
     "TransferNet",
     "TrustConfig",
-    "box_map",
-    "device_mesh",
-    "fit",
-    "make_step",
-    "masked_optimizer",
     "normalize_max",
+    "posthoc_maps",
+    "predict_and_explain",
     "pixelwise_cross_entropy",
     "saliency",
     "terms",
-    "trainable_mask",
+    "transfer_features",
+    "transfer_head",
     "transfer_model",
     "trust_loss",
     "trust_terms",
+    "with_head",
 ]

@@ -1,8 +1,8 @@
 """Evaluation of trustworthy models: macro precision / recall and post hoc maps.
 
-The paper reports accuracy, precision and recall (section 4) and the SSIM
-between the post hoc maps of the baseline and a trustworthy model (eq. 11,
-`jaxsal.metrics.ssim`). Maps here are the true class's Grad-CAM (upsampled to
+The paper reports accuracy, precision and recall (section 4,
+`jaxsal.train.classification_metrics`) and the SSIM between the post hoc maps
+of the baseline and a trustworthy model (eq. 11, `jaxsal.metrics.ssim`). Maps here are the true class's Grad-CAM (upsampled to
 the input) or Guided Grad-CAM (|.| summed over channels), each divided by its
 maximum, so SSIM uses data range 1.
 """
@@ -18,37 +18,6 @@ import numpy as np
 from jaxsal.params import ModelParams
 from jaxsal.postprocess import upsample
 from jaxsal.trust.losses import saliency
-
-
-def classification_metrics(labels, predictions, *, num_classes: int) -> dict[str, float]:
-    """Accuracy and macro-averaged precision and recall.
-
-    A class never predicted has precision 0 (scikit-learn's `zero_division=0`);
-    classes absent from both labels and predictions are left out of the means.
-
-    Args:
-      labels: (N,) true classes.
-      predictions: (N,) predicted classes.
-      num_classes: number of classes.
-
-    Returns:
-      {"accuracy", "precision", "recall", "n"}.
-    """
-    labels = np.asarray(labels)
-    predictions = np.asarray(predictions)
-    cm = np.zeros((num_classes, num_classes), dtype=np.int64)
-    np.add.at(cm, (labels, predictions), 1)
-    tp = np.diag(cm).astype(float)
-    predicted, actual = cm.sum(0), cm.sum(1)
-    present = (predicted + actual) > 0
-    precision = np.where(predicted > 0, tp / np.maximum(predicted, 1), 0.0)[present].mean()
-    recall = np.where(actual > 0, tp / np.maximum(actual, 1), 0.0)[present].mean()
-    return {
-        "accuracy": float(tp.sum() / max(len(labels), 1)),
-        "precision": float(precision),
-        "recall": float(recall),
-        "n": len(labels),
-    }
 
 
 def posthoc_maps(params: ModelParams, x: jax.Array, y: jax.Array, *, method: str, layer: str):

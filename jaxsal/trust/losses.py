@@ -1,9 +1,8 @@
 """The trustworthy-CNN loss of Halliwell & Lecue (eq. 4-10), differentiable to second order.
 
 The saliency map of the true class is computed inside the loss with the
-unchecked interpreter functions (`jaxsal.gradcam.core`,
-`jaxsal.guided_gradcam.core`), so `jax.grad` of the loss differentiates through
-the map (a gradient of a gradient). Maps are brought into [0, 1] per image by
+method table's Grad-CAM or Guided Grad-CAM (`jaxsal.methods`), so `jax.grad`
+of the loss differentiates through the map (a gradient of a gradient). Maps are brought into [0, 1] per image by
 dividing by their maximum, so S (their mean, eq. 4) lies in [0, 1] as the paper
 requires.
 
@@ -25,10 +24,11 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
-import optax
 
-from jaxsal.interpreters import gradcam, guided_gradcam
+from jaxsal.methods import method
+from jaxsal.metrics import box_coverage
 from jaxsal.params import ModelParams
+from jaxsal.train import cross_entropy
 
 METHODS = ("gradcam", "guided_gradcam")
 EPS = 1e-6
@@ -95,36 +95,15 @@ def saliency(params: ModelParams, x: jax.Array, y: jax.Array, *, method: str, la
     Returns:
       (N, h, w) maps in [0, 1], differentiable with respect to `params`.
     """
-    if method == "gradcam":
-        m = gradcam(params, x, y, layer=layer)[..., 0]
-    elif method == "guided_gradcam":
-        m = jnp.abs(guided_gradcam(params, x, y, layer=layer)).sum(-1)
-    else:
+    if method not in METHODS:
         raise ValueError(f'unknown saliency method "{method}"; use one of {METHODS}')
+    raw = _method(method, layer)(params, x, y)
+    m = raw[..., 0] if method == "gradcam" else jnp.abs(raw).sum(-1)
     return normalize_max(m)
 
 
-def box_map(boxes: jax.Array, input_size: tuple[int, int], size: tuple[int, int]) -> jax.Array:
-    """Ground-truth maps from boxes: the share of each map cell covered by the box.
-
-    Args:
-      boxes: (N, 4) half-open (y0, x0, y1, x1) in input pixels.
-      input_size: (H, W) of the input.
-      size: (h, w) of the saliency map; H and W must be multiples of h and w.
-
-    Returns:
-      (N, h, w) maps in [0, 1] (1 inside the box, fractions on its border cells).
-    """
-    (hi, wi), (h, w) = input_size, size
-    if hi % h or wi % w:
-        raise ValueError(f"input size {input_size} must be a multiple of the map size {size}")
-    boxes = jnp.asarray(boxes)
-    rows = jnp.arange(hi).reshape(1, -1)
-    cols = jnp.arange(wi).reshape(1, -1)
-    in_r = (rows >= boxes[:, 0:1]) & (rows < boxes[:, 2:3])
-    in_c = (cols >= boxes[:, 1:2]) & (cols < boxes[:, 3:4])
-    mask = (in_r.reshape(-1, hi, 1) & in_c.reshape(-1, 1, wi)).astype(jnp.result_type(float))
-    return mask.reshape(-1, h, hi // h, w, wi // w).mean(axis=(2, 4))
+def _method(name: str, layer: str):
+    return method(name, layer=layer)
 
 
 def pixelwise_cross_entropy(target: jax.Array, pred: jax.Array) -> jax.Array:
@@ -166,7 +145,7 @@ def trust_terms(
       {"ce", "s", "r1", "r2", "loss", "logits"}: scaled per-image terms, (N,) each.
     """
     logits = params.apply(x)
-    ce = optax.softmax_cross_entropy_with_integer_labels(logits, y)
+    ce = cross_entropy(logits, y)
     if config.method is None:
         zeros = jnp.zeros_like(ce)
         return {"ce": ce, "s": zeros, "r1": zeros, "r2": zeros, "loss": ce, "logits": logits}
@@ -175,18 +154,34 @@ def trust_terms(
     if config.ground_truth:
         if box is None:
             raise ValueError("ground_truth=True (eq. 8-10) needs boxes: pass box=(N, 4) array")
-        s = pixelwise_cross_entropy(box_map(box, x.shape[1:3], maps.shape[1:3]), maps)
+        s = pixelwise_cross_entropy(box_coverage(box, x.shape[1:3], maps.shape[1:3]), maps)
     else:
         s = maps.reshape(maps.shape[0], -1).mean(axis=1)
     out = terms(ce / scale, s / scale, lam=config.lam, use_r1=config.use_r1, use_r2=config.use_r2)
     return {**out, "logits": logits}
 
 
-def trust_loss(params: ModelParams, x, y, box=None, *, config: TrustConfig) -> jax.Array:
-    """The batch mean of the trustworthy loss (see `trust_terms`).
+def trust_loss(params: ModelParams, batch, frozen=None, *, config: TrustConfig):
+    """The batch mean of the trustworthy loss, with the training engine's signature.
+
+    Bind `config` (`functools.partial(trust_loss, config=c)`) to get
+    `loss_fn(params, batch, frozen)` for `jaxsal.train.fit`.
+
+    Args:
+      params: the model.
+      batch: {"image", "label"} and "box" for the ground-truth variant (eq. 8-10).
+      frozen: unused.
+      config: the loss.
+
+    Returns:
+      (loss, {"ce", "s", "r1", "r2", "accuracy"}): batch means.
 
     References:
       Halliwell & Lecue, Trustworthy convolutional neural networks: a
       gradient penalized-based approach, eq. 4-10.
     """
-    return trust_terms(params, x, y, box, config=config)["loss"].mean()
+    del frozen
+    t = trust_terms(params, batch["image"], batch["label"], batch.get("box"), config=config)
+    aux = {k: t[k].mean() for k in ("ce", "s", "r1", "r2")}
+    aux["accuracy"] = (jnp.argmax(t["logits"], -1) == batch["label"]).mean()
+    return t["loss"].mean(), aux

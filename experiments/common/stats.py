@@ -1,0 +1,58 @@
+"""Statistics of reported figures: means over seeds with standard deviations, bootstrap intervals.
+
+Every figure a study reports is a mean over seeds (N) of a per-seed value
+computed on n items; `summarize` gives the mean, the standard deviation over
+seeds (ddof 1) and a percentile-bootstrap 95% interval of the mean over the
+pooled items, with N and n, and `fmt` writes it for a table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def bootstrap_ci(values, *, level: float = 0.95, resamples: int = 2000, seed: int = 0):
+    """Percentile-bootstrap interval of the mean of `values` (NaNs dropped); (lo, hi)."""
+    v = np.asarray(values, np.float64).ravel()
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return (float("nan"), float("nan"))
+    rng = np.random.default_rng(seed)
+    means = v[rng.integers(0, v.size, (resamples, v.size))].mean(axis=1)
+    alpha = (1.0 - level) / 2
+    return (float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha)))
+
+
+def summarize(per_seed: Sequence[float], items: Sequence | None = None) -> dict:
+    """A figure over seeds: {"mean", "sd", "N" (seeds), "n" (items per seed), "ci", "values"}.
+
+    Args:
+      per_seed: the figure of each seed.
+      items: optional per-item values of every seed (a list of arrays), pooled
+        for the bootstrap interval of the mean; without them the interval is
+        taken over the seeds.
+    """
+    values = np.asarray(per_seed, np.float64)
+    out = {
+        "mean": float(np.nanmean(values)) if values.size else float("nan"),
+        "sd": float(np.nanstd(values, ddof=1)) if values.size > 1 else float("nan"),
+        "N": int(values.size),
+        "values": values.tolist(),
+    }
+    if items is not None:
+        pooled = np.concatenate([np.asarray(i, np.float64).ravel() for i in items])
+        out["n"] = int(len(np.asarray(items[0]).ravel()))
+        out["ci"] = bootstrap_ci(pooled)
+    else:
+        out["ci"] = bootstrap_ci(values)
+    return out
+
+
+def fmt(summary: dict, digits: int = 3, *, scale: float = 1.0) -> str:
+    """ "0.912 ± 0.004" (mean ± sd over seeds), or the mean alone for one seed."""
+    mean = summary["mean"] * scale
+    if summary.get("N", 1) > 1 and np.isfinite(summary.get("sd", np.nan)):
+        return f"{mean:.{digits}f} ± {summary['sd'] * scale:.{digits}f}"
+    return f"{mean:.{digits}f}"

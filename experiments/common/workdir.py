@@ -1,0 +1,89 @@
+"""Work directories: resumable, never overwritten, JSON written atomically."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+
+def as_json(obj: Any) -> Any:
+    """Dataclasses, tuples and NumPy / JAX values as JSON-able Python values."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return as_json(dataclasses.asdict(obj))
+    if isinstance(obj, Mapping):
+        return {str(k): as_json(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [as_json(v) for v in obj]
+    if isinstance(obj, np.ndarray | jax.Array):
+        return as_json(np.asarray(obj).tolist())
+    if isinstance(obj, np.generic):
+        return as_json(obj.item())
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj
+
+
+def write_json(path: str | Path, data: Any) -> Path:
+    """Writes JSON atomically (a killed run never leaves a half-written file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(as_json(data), indent=1))
+    tmp.replace(path)
+    return path
+
+
+def cached(path: str | Path, key: Any, compute: Callable[[], Any]) -> Any:
+    """`compute()` stored in `path` under `key` (as JSON), reused while the key matches."""
+    path, key = Path(path), as_json(key)
+    if path.exists():
+        stored = json.loads(path.read_text())
+        if stored.get("key") == key:
+            return stored["value"]
+    value = as_json(compute())
+    write_json(path, {"key": key, "value": value})
+    return value
+
+
+def output_names(
+    workdir: str | Path, names: Sequence[str], *, now: float | None = None
+) -> tuple[Path, ...]:
+    """Paths for a run's outputs: the plain names when all are free, else time-stamped ones.
+
+    Args:
+      workdir: the work directory.
+      names: file or directory names, e.g. ("results.json", "report.md", "figures").
+      now: the time stamp's time (default: now).
+
+    Returns:
+      One path per name; none of them exists, so nothing earlier is overwritten.
+    """
+    workdir = Path(workdir)
+    plain = tuple(workdir / n for n in names)
+    if not any(p.exists() for p in plain):
+        return plain
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
+    for k in range(1000):
+        suffix = f"-{stamp}" + (f"-{k}" if k else "")
+        paths = tuple(workdir / _stamped(n, suffix) for n in names)
+        if not any(p.exists() for p in paths):
+            return paths
+    raise FileExistsError(f"no free output name in {workdir}; clean it up")
+
+
+def _stamped(name: str, suffix: str) -> str:
+    stem, dot, ext = name.partition(".")
+    return f"{stem}{suffix}{dot}{ext}"
+
+
+def use_compile_cache(path: str | Path) -> None:
+    """Keeps compiled programs on disk, so a rerun skips most of XLA's compile time."""
+    jax.config.update("jax_compilation_cache_dir", str(Path(path).absolute()))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)

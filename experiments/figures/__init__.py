@@ -1,0 +1,1 @@
+"""The figures shown in the README and docs, each one command over the library."""

@@ -1,0 +1,70 @@
+"""The embedded default of the fooling study (the main job): digits on photographs, small CNN.
+
+    python -m experiments.main                                  # this config, one seed
+    python -m experiments.main --seeds 3 --analyses all         # the documented 3-seed run
+    python -m experiments.fooling --config experiments/fooling/configs/embedded.py:quick \
+        --workdir /tmp/q                                        # a smoke run (about a minute)
+
+`default`: the small CNN with BatchNorm trained on 3,400 digits placed on
+photographs (version-2 scenes, `jaxsal.data.photo_scenes`), then the eight
+foolings of Heo et al. (Location, Top-k, Center-mass, Active x Grad-CAM,
+LRP_T), FSR on 2,000 test scenes (1,000 test composites for Active) with
+every method of the transfer matrix (Grad-CAM, LRP_T, SimpleGrad_T, LRP) under
+intervals calibrated on the validation split, AOPC on 200 test scenes.
+`quick`: the same pipeline at 64 px on a few scenes for two runs.
+
+Tuning (validation split only; see docs/fooling.md): TUNED below.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from experiments.common.models import EMBEDDED
+from experiments.fooling.config import (
+    AnalysisConfig,
+    DataConfig,
+    EvalConfig,
+    RunConfig,
+    StudyConfig,
+)
+
+TRAIN = EMBEDDED  # the base model every embedded study shares (experiments/common/models.py)
+RUNS = (
+    RunConfig("location", "gradcam", lam=4.0, lr=5e-4, steps=150),
+    RunConfig("location", "lrp_t", lam=10.0, lr=5e-4, steps=150),
+    RunConfig("topk", "gradcam", lam=4.0, lr=5e-4, steps=150),
+    RunConfig("topk", "lrp_t", lam=4.0, lr=5e-4, steps=150),
+    RunConfig("center_mass", "gradcam", lam=0.3, lr=5e-4, steps=150),
+    RunConfig("center_mass", "lrp_t", lam=0.3, lr=5e-4, steps=150),
+    RunConfig("active", "gradcam", lam=10.0, lr=5e-4, steps=150, fool_batch=8),
+    RunConfig("active", "lrp_t", lam=10.0, lr=5e-4, steps=150, fool_batch=8),
+)
+TUNED = "not yet tuned"
+
+
+def get_config(arg: str | None = None) -> StudyConfig:
+    """`default` or `quick` (see the module docstring)."""
+    arg = arg or "default"
+    if arg == "default":
+        return StudyConfig(data=DataConfig(), train=TRAIN, runs=RUNS, eval=EvalConfig(),
+                           analysis=AnalysisConfig(noise_run="location-gradcam"), tuned=TUNED)  # fmt: skip
+    if arg == "quick":
+        train = dataclasses.replace(TRAIN, size=64, n_train=256, n_eval=64, epochs=1,
+                                    batch_size=32, warmup_steps=2, guard_step=None)  # fmt: skip
+        runs = tuple(dataclasses.replace(r, steps=3, batch_size=8, fool_batch=4)
+                     for r in (RUNS[0], RUNS[-1]))  # fmt: skip
+        sg = RunConfig("location", "smoothgrad", lam=4.0, lr=1e-3, steps=2, batch_size=8,
+                       samples=2)  # fmt: skip
+        return StudyConfig(
+            data=DataConfig(size=64, n_train=256, n_val=32, n_test=32, n_fool_train=16,
+                            n_fool_val=16, n_fool_test=16),
+            train=train, runs=runs,
+            eval=EvalConfig(batch_size=16, aopc_images=8, aopc_steps=4, sample_images=2),
+            analysis=AnalysisConfig(noise_run=runs[0].label, noise_levels=(0.0, 0.1),
+                                    adv_replays=2, adv_steps=2, adv_batch=8,
+                                    adv_run=dataclasses.replace(runs[0], steps=2),
+                                    smoothgrad_run=sg),
+            checkpoint_every=2, tuned="quick smoke configuration (not tuned)",
+        )  # fmt: skip
+    raise ValueError(f'unknown embedded config "{arg}"; use default or quick')

@@ -1,0 +1,5 @@
+"""`python -m experiments.pointing`: see `experiments.pointing.main`."""
+
+from experiments.pointing.main import main
+
+main()

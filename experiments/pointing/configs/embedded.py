@@ -1,0 +1,53 @@
+"""The pointing study on the version-2 embedded scenes with the shared base model.
+
+    python -m experiments.pointing                                  # default: 1 seed
+    python -m experiments.pointing --config experiments/pointing/configs/embedded.py:full \
+        --seeds 3 --workdir runs/pointing                           # the figures of the docs
+    python -m experiments.pointing --quick --workdir /tmp/q         # smoke run (64 px)
+
+`default`: every method (Grad-CAM, gradient, occlusion, RISE, Meaningful and
+Extremal Perturbation, DSSR, DSSR+, centre and random baselines), the
+perturbation methods with each reference (black, blur, noise), 300 Adam
+steps for every optimised mask, on 24 single-digit test scenes and 6
+two-class composites (each explained for both classes): a run that fits the
+10-minute budget of a 2-core machine. `full`: the same on 100 single digits
+and 50 composites (200 explanations per seed); run it with `--seeds 3`.
+`quick`: a tiny base model at 64 px, a few steps, eight explanations.
+
+The base model is `experiments.common.models.EMBEDDED` (seed s for study
+seed s), cached in WORKDIR/models (or --cache-dir). Constants at 96 px: see
+`experiments.pointing.config.Settings` and docs/perturbation.md.
+
+Tuning (validation split only, `python -m experiments.pointing --tune`): TUNED.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from experiments.common.models import EMBEDDED
+from experiments.pointing.config import ScenesConfig, Settings, StudyConfig
+
+SETTINGS = Settings(dssr_theta=0.5, dssr_lam_small=0.1)
+TUNED = "not yet tuned"
+
+
+def get_config(arg: str | None = None) -> StudyConfig:
+    """`default`, `full` or `quick` (see the module docstring)."""
+    arg = arg or "default"
+    if arg == "default":
+        return StudyConfig(scenes=ScenesConfig(singles=12, composites=4), train=EMBEDDED,
+                           settings=SETTINGS, part=20, tuned=TUNED)  # fmt: skip
+    if arg == "full":
+        return StudyConfig(scenes=ScenesConfig(singles=48, composites=12), train=EMBEDDED,
+                           settings=SETTINGS, seeds=3, part=36, tuned=TUNED)  # fmt: skip
+    if arg == "quick":
+        train = dataclasses.replace(EMBEDDED, size=64, n_train=128, n_eval=32, epochs=1,
+                                    batch_size=32, warmup_steps=2, guard_step=None)  # fmt: skip
+        settings = Settings(steps=3, rise_masks=40, occlusion_patch=16, occlusion_stride=16,
+                            mp_mask=8, extremal_areas=(0.05,), extremal_step=4,
+                            extremal_sigma=2.0, dssr_plus_pools=(3, 1, 3))  # fmt: skip
+        return StudyConfig(scenes=ScenesConfig(size=64, singles=4, composites=2, pairs=((3, 8),)),
+                           train=train, settings=settings, blur_sigma=2.0, part=4,
+                           figure_rows=4, tuned="quick smoke configuration (not tuned)")  # fmt: skip
+    raise ValueError(f'unknown embedded config "{arg}"; use default, full or quick')
