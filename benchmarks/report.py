@@ -107,6 +107,16 @@ def _num(v, fmt=".3g") -> str:
     return "" if v is None or (isinstance(v, float) and np.isnan(v)) else format(v, fmt)
 
 
+def _peer_mb(mb: dict) -> str:
+    """Peak MB of the peers (negative resident-set growth shown as 0), named if several."""
+    cells = {k: _num(max(v, 0.0), ".0f") for k, v in mb.items()}
+    return (
+        "; ".join(f"{k} {v}" for k, v in cells.items())
+        if len(cells) > 1
+        else "".join(cells.values())
+    )
+
+
 def table(lines: list[dict]) -> str:
     cols = sorted({k for line in lines for k in line if k.startswith("vs_")})
     xla = any("jaxsal_xla_conv_ips" in ln for ln in lines)
@@ -123,8 +133,8 @@ def table(lines: list[dict]) -> str:
                  _num(ln["jaxsal_ips"]), *([_num(ln.get("jaxsal_xla_conv_ips"))] * xla),
                  _num(ln["compile_s"], ".1f"), _num(ln["gflop_per_image"]), _num(ln["gflops"]),
                  _num(100 * ln["peak_frac"], ".0f"), peer,
-                 f"{_num(ln['jaxsal_mb'], '.0f')} ({_num(ln['xla_temp_mb'], '.0f')})",
-                 "; ".join(_num(v, ".0f") for v in ln["peer_mb"].values()),
+                 f"{_num(max(ln['jaxsal_mb'], 0.0), '.0f')} ({_num(ln['xla_temp_mb'], '.0f')})",
+                 _peer_mb(ln["peer_mb"]),
                  *(f"{ln[c]:.2f}x" if c in ln else "" for c in cols),
                  _num(ln.get("floor_ratio"), ".2f"), _num(ln.get("bf16_over_f32"), ".2f"),
                  "; ".join(_verdict(t) for t in ln["targets"])]  # fmt: skip

@@ -123,9 +123,14 @@ def main(argv=None):
     threads = set_threads(args.threads)  # must precede `import jax`
     if args.conv is not None:  # read when jaxsal is imported
         os.environ["JAXSAL_CONV"] = args.conv
+    # one GPU shared by both libraries: JAX would otherwise preallocate 75% of it
+    os.environ.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", "0.45")
     import torch
 
     torch.set_num_threads(threads)
+    if torch.cuda.is_available():  # as XLA: TF32 float32 products, tuned conv algorithms
+        torch.set_float32_matmul_precision("high")
+        torch.backends.cudnn.benchmark = True
     from benchmarks.bench_core import run_benchmark
 
     cfg = config(args)

@@ -41,7 +41,7 @@ def torch_layer(model, name: str):
 
 
 def _idx(xt):
-    return torch.arange(xt.shape[0])
+    return torch.arange(xt.shape[0], device=xt.device)
 
 
 def floor(model, xt, ct):
@@ -212,7 +212,7 @@ def zennit_composite(arch: str, composite: str):
 
 def _start(out, ct):
     g = torch.zeros_like(out)
-    idx = torch.arange(out.shape[0])
+    idx = torch.arange(out.shape[0], device=out.device)
     g[idx, ct] = out[idx, ct]
     return g
 
@@ -244,12 +244,12 @@ def fooling_step(model, arch, xt, yt, *, method, layer, lam=1.0, lr=1e-5, compos
     opt = torch.optim.Adam(params, lr=lr)
     mod = torch_layer(model, layer)
     comp = zennit_composite(arch, composite) if method == "lrp_t" else None
-    idx = torch.arange(xt.shape[0])
+    idx = torch.arange(xt.shape[0], device=xt.device)
 
     def penalty(h):
         hh, ww = h.shape[-2:]
         m = location_mask(hh, ww, border=None if hh >= 7 else 1)
-        return ((torch.as_tensor(m, dtype=h.dtype) - h) ** 2).mean()
+        return ((torch.as_tensor(m, dtype=h.dtype, device=h.device) - h) ** 2).mean()
 
     def run():
         feats = {}

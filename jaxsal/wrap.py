@@ -78,9 +78,8 @@ def wrap(
                      conv=conv, has_params=has_params, input_size=shape[:2],
                      call_kwargs=tuple(sorted((call_kwargs or {}).items())))  # fmt: skip
     wrapped = ModelParams(module=module, params=params, state=state, spec=spec)
-    dtype = _dtype(params)
     try:
-        out = jax.eval_shape(wrapped.apply, jax.ShapeDtypeStruct((1, *shape), dtype))
+        out = _probe(wrapped, shape, _dtypes(params))
     except Exception as e:  # noqa: BLE001 - re-raised with what to check
         raise ValueError(
             f"running the wrapped {kind} model on one input of shape {shape} failed: "
@@ -96,10 +95,25 @@ def wrap(
     return wrapped.replace(spec=spec).with_beta(beta)
 
 
-def _dtype(params):
+def _dtypes(params) -> list:
+    """Input dtypes to probe the model with: its parameters' float dtype or, for a
+    function without parameters (weights closed over), float32 and then the default
+    float (float64 under `jax_enable_x64`)."""
     leaves = [a for a in jax.tree.leaves(params)
               if hasattr(a, "dtype") and jax.numpy.issubdtype(a.dtype, jax.numpy.floating)]  # fmt: skip
-    return leaves[0].dtype if leaves else jax.numpy.result_type(float)
+    if leaves:
+        return [leaves[0].dtype]
+    return list(dict.fromkeys([jax.numpy.dtype("float32"), jax.numpy.result_type(float)]))
+
+
+def _probe(wrapped, shape, dtypes):
+    """The output shape of one input, trying each dtype in turn (the last error re-raised)."""
+    for i, dtype in enumerate(dtypes):
+        try:
+            return jax.eval_shape(wrapped.apply, jax.ShapeDtypeStruct((1, *shape), dtype))
+        except Exception:  # noqa: BLE001 - the next dtype may fit; the last error propagates
+            if i == len(dtypes) - 1:
+                raise
 
 
 def _split(model, variables, call_kwargs):

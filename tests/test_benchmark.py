@@ -217,9 +217,11 @@ BF16_LAYER = "layer2.1"  # 8x8 at 64 px (the benchmark's tiny Grad-CAM layer)
 def test_bfloat16_maps_rank_like_float32(bf16_case):
     """SimpleGrad, Grad-CAM and LRP epsilon-plus with `with_precision("bfloat16")`.
 
-    sum_c |map| against float32, resnet18 at 64 px with random weights, 2 images
-    (measured: max relative error / min Spearman over images: SimpleGrad
-    {sg}, Grad-CAM {gc}, LRP epsilon-plus {lrp}).
+    sum_c |map| against float32, resnet18 at 64 px with random weights
+    (`jaxsal.init`), 2 images. Measured (max relative error / min Spearman
+    over the images): SimpleGrad 0.17 / 0.972, Grad-CAM at layer2.1 0.13 /
+    0.961, LRP epsilon-plus 0.078 / 0.9988. Bounds: Spearman > 0.9 (issue
+    18), max relative error < 0.5.
     """
     from benchmarks.precision import map_accuracy
 
@@ -229,7 +231,7 @@ def test_bfloat16_maps_rank_like_float32(bf16_case):
     def maps(p):
         return {"simple_grad": jaxsal.simple_grad(p, x, c),
                 "gradcam": jaxsal.gradcam(p, x, c, layer=BF16_LAYER),
-                "lrp": jaxsal.lrp(p, x, c, composite="epsilon_plus")}  # fmt: skip
+                "lrp": jaxsal.lrp.attribute(p, x, c, composite="epsilon_plus")}  # fmt: skip
 
     ref, low = maps(params), maps(params.with_precision("bfloat16"))
     for name in ref:
@@ -244,8 +246,10 @@ def test_bfloat16_maps_rank_like_float32(bf16_case):
 def test_bfloat16_fooling_loss_and_gradient(bf16_case, method):
     """The fooling step's loss (Location, lam 1) and parameter gradient in bfloat16.
 
-    Measured on resnet18 at 64 px, 2 images: loss relative error {loss},
-    gradient relative L2 error {grad}.
+    Measured on resnet18 at 64 px (random weights), 2 images: loss relative
+    error 4.5e-4 (Grad-CAM) and 2.1e-5 (LRP_T, epsilon-plus); gradient
+    relative L2 error 0.080 and 0.070 (max |diff| / max |g|: 0.067, 0.021).
+    Bounds: loss within 2% (issue 18), gradient L2 error < 0.25.
     """
     from benchmarks.precision import fooling_accuracy
 
@@ -256,4 +260,4 @@ def test_bfloat16_fooling_loss_and_gradient(bf16_case, method):
     acc = fooling_accuracy(loss_fn, params, {"image": x, "label": c})
     print(method, acc)
     assert acc["loss_rel_err"] < 0.02, acc
-    assert acc["grad_rel_err"] < 0.5, acc
+    assert acc["grad_rel_err"] < 0.25, acc

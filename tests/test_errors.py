@@ -91,7 +91,7 @@ def test_key_array_and_legacy_key(cnn):
 def test_init_key_and_arguments():
     with raises(TypeError, "init needs a PRNG key such as key=jax.random.key(0), got int 0"):
         jaxsal.init("small_cnn", 0)
-    with raises(ValueError, 'unknown architecture "resnet5"; known architectures: vgg16'):
+    with raises(ValueError, "init: unknown architecture 'resnet5'; known architectures: vgg16"):
         jaxsal.init("resnet5", KEY)
     with raises(ValueError, "num_classes must be a positive int, got 0"):
         jaxsal.init("small_cnn", KEY, num_classes=0)

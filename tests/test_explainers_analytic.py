@@ -108,7 +108,7 @@ def test_errors_name_the_fix(images):
         E.rise(region_model, images, 0, key=KEY, masks=150, batch=100)
     with pytest.raises(ValueError, match="deletion"):
         E.meaningful_perturbation(region_model, images, 0, mode="keep")
-    with pytest.raises(ValueError, match="needs key"):
+    with pytest.raises(TypeError, match="noise.*needs a PRNG key"):
         E.dssr(region_model, images, 0, steps=1)  # uniform noise reference without a key
     with pytest.raises(ValueError, match="NHWC"):
         E.occlusion(region_model, images[0], 0)

@@ -42,7 +42,7 @@ def tiny_study(classes):
     return StudyConfig(data=data, train=None, runs=runs, eval=ev, checkpoint_every=1)
 
 
-def test_study_on_mock_tfds_and_resume(tmp_path):
+def test_study_on_mock_tfds_and_resume(tmp_path, float32):
     params0 = init_module(SmallCNN(num_classes=10, in_channels=3, widths=(4, "M", 8, 8)),
                           jax.random.key(0))  # fmt: skip
     kw = dict(params0=params0, mesh=make_mesh(jax.devices()[:1]), progress=False,

@@ -30,7 +30,7 @@ def test_summaries_over_seeds_by_hand():
     assert s["n"] == 4 and s["ci"][0] <= 0.875 <= s["ci"][1] <= 1.0
 
 
-def test_main_job_quick_end_to_end_then_resumed(tmp_path, capsys):
+def test_main_job_quick_end_to_end_then_resumed(tmp_path, capsys, float32):
     workdir = tmp_path / "run"
     args = ["--workdir", str(workdir), "--quick", "--no-progress", "--no-compile-cache",
             "--analyses", "all"]  # fmt: skip

@@ -186,7 +186,9 @@ def test_backgrounds_have_structure(split):
         outside[i, y0:y1, x0:x1] = False
     c = s.canvas()
     stds = [c[i][outside[i]].std() for i in range(len(s))]
-    assert np.mean(stds) > 0.05
+    # Faded to contrast 0.5 around mid-grey, a photo's texture keeps half its std
+    # (about 0.1 of [0, 1] unfaded); a flat background would give 0.
+    assert np.mean(stds) > 0.035
     blank = -MEAN / STD  # the blank scenes' background, -0.115
     bg = s.images[..., 0][outside]
     assert np.mean(np.abs(bg - blank) < 0.01) < 0.05

@@ -23,7 +23,7 @@ def test_explanation_set_rows():
     assert (d["own"][comp][..., 2] > d["own"][comp][..., 0]).all()
 
 
-def test_study_end_to_end_then_resumed(tmp_path, monkeypatch):
+def test_study_end_to_end_then_resumed(tmp_path, monkeypatch, float32):
     argv = ["--quick", "--workdir", str(tmp_path), "--no-progress", "--no-compile-cache"]
     first = main(argv)
     labels = [f"{m}/{r}" if m in REFERENCED else m for m in METHODS
@@ -60,7 +60,7 @@ def test_study_end_to_end_then_resumed(tmp_path, monkeypatch):
     assert all("results-" in p or "report-" in p or "figures-" in p for p in again["paths"])
 
 
-def test_tuning_on_validation_records_the_grid(tmp_path):
+def test_tuning_on_validation_records_the_grid(tmp_path, float32):
     config = load_config(f"{CONFIG}:quick")
     scenes = ScenesConfig(split="validation", singles=2, composites=1, pairs=((3, 8),))
     grid = {"dssr_theta": (0.5,), "dssr_lam_small": (0.1, 1.0)}

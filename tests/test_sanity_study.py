@@ -36,7 +36,7 @@ def test_layer_groups_pair_each_conv_with_its_batchnorm():
     np.testing.assert_array_equal(independent[1], [0, 0, 1, 1] + [0] * 7)
 
 
-def test_study_end_to_end_and_resumed(tmp_path):
+def test_study_end_to_end_and_resumed(tmp_path, float32):
     config = tiny()
     first = run_study(tmp_path, config, progress=False, log=lambda s: None)
     assert {p.name for p in tmp_path.iterdir()} >= {"results.json", "report.md", "figures",
@@ -77,7 +77,7 @@ def test_study_end_to_end_and_resumed(tmp_path):
     assert again["methods"] == results["methods"]
 
 
-def test_command_line_quick_flag_and_seeds(tmp_path, monkeypatch):
+def test_command_line_quick_flag_and_seeds(tmp_path, monkeypatch, float32):
     seen = {}
 
     def fake(workdir, config, *, models, progress):

@@ -1,7 +1,8 @@
 """The trustworthy-CNN study (experiments/trust): smoke runs, resume, the head-only shortcut.
 
 - The embedded study end to end on a tiny config, then resumed (nothing retrained,
-  results written beside the first ones), and a head resumed from its checkpoint.
+  results written beside the first ones), and a head resumed from its checkpoint;
+  the learning-rate search on the validation split.
 - The cats-vs-dogs transfer configuration's plumbing on `tfds.testing.mock_data`.
 - Training the new layers on precomputed features (`transfer_head`) gives the
   loss and gradients of the whole `TransferNet` (BatchNorm backbone), which
@@ -27,6 +28,7 @@ from experiments.trust import report
 from experiments.trust.config import HeadConfig, StudyConfig
 from experiments.trust.main import CONFIGS
 from experiments.trust.study import run_study
+from experiments.trust.tune import tune
 from jaxsal.models.small_cnn import SmallCNN
 from jaxsal.params import init_module
 from jaxsal.trust import (
@@ -38,10 +40,19 @@ from jaxsal.trust import (
     with_head,
 )
 
+QUICK = f"{CONFIGS / 'embedded.py'}:quick"
 
-def test_embedded_study_smoke_then_resumed(tmp_path):
-    config = dataclasses.replace(load_config(f"{CONFIGS / 'embedded.py'}:quick"), seeds=1)
-    out = run_study(tmp_path / "w", config, progress=False, log=lambda s: None)
+
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory):
+    """The quick config's base model, trained once for the module's tests."""
+    return tmp_path_factory.mktemp("models")
+
+
+def test_embedded_study_smoke_then_resumed(tmp_path, models_dir):
+    config = dataclasses.replace(load_config(QUICK), seeds=1)
+    out = run_study(tmp_path / "w", config, models_dir=models_dir, progress=False,
+                    log=lambda s: None)  # fmt: skip
     saved = json.loads((tmp_path / "w" / "results.json").read_text())
     names = [h.name for h in config.heads]
     assert list(saved["models"]) == names == ["baseline", "baseline (2nd init)", "trust gradcam",
@@ -70,7 +81,8 @@ def test_embedded_study_smoke_then_resumed(tmp_path):
     history = json.loads((runs / "baseline" / "run.json").read_text())["history"]
     shutil.rmtree(runs / "baseline" / "model")
     (runs / "baseline" / "run.json").unlink()
-    again = run_study(tmp_path / "w", config, progress=False, log=lambda s: None)
+    again = run_study(tmp_path / "w", config, models_dir=models_dir, progress=False,
+                      log=lambda s: None)  # fmt: skip
     assert again["results_path"] != out["results_path"]  # beside the first, never over it
     after = jaxsal.load(runs / "baseline" / "model")
     for a, b in zip(jax.tree.leaves(after.params), jax.tree.leaves(before.params), strict=True):
@@ -87,6 +99,20 @@ def test_embedded_study_smoke_then_resumed(tmp_path):
             == out["models"][name]["gradcam/energy"]["ci"]
         )
     assert saved == json.loads((tmp_path / "w" / "results.json").read_text())
+
+
+def test_tune_on_validation(tmp_path, models_dir):
+    config = load_config(QUICK)
+    out = tune(tmp_path / "t", config, lrs=(0.1, 0.3), losses=("baseline", "gradcam"),
+               models_dir=models_dir, progress=False, log=lambda s: None)  # fmt: skip
+    assert set(out["best"]) == {"baseline", "gradcam"} and out["n_val"] == config.data.n_val
+    assert {r["lr"] for r in out["rows"]} == {0.1, 0.3}
+    for r in out["rows"]:
+        assert 0.0 <= r["validation_accuracy"] <= 1.0
+    again = tune(tmp_path / "t", config, lrs=(0.1, 0.3), losses=("baseline", "gradcam"),
+                 models_dir=models_dir, progress=False, log=lambda s: None)  # fmt: skip
+    assert again["rows"] == out["rows"]  # heads loaded, not retrained
+    assert sorted(p.name[:4] for p in (tmp_path / "t").glob("tune*.json")) == ["tune", "tune"]
 
 
 def test_tfds_transfer_smoke_on_mock_data(tmp_path):

@@ -43,8 +43,11 @@ def record(config: Any) -> Any:
 
 
 def add_common_arguments(parser: argparse.ArgumentParser, *, workdir: str) -> None:
-    """--workdir, --quick, --seeds, --no-progress, --no-compile-cache."""
+    """--workdir, --models, --quick, --seeds, --no-progress, --no-compile-cache."""
     parser.add_argument("--workdir", default=workdir, help="work directory (resumed)")
+    parser.add_argument("--models", default=None,
+                        help="cache of the embedded base models, shareable between studies "
+                        "(default WORKDIR/models)")  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="tiny smoke-test configuration")
     parser.add_argument("--seeds", type=int, default=None,
                         help="number of seeds (the config's default when omitted)")  # fmt: skip

@@ -16,8 +16,12 @@ from pathlib import Path
 from jaxsal.params import ModelParams
 from jaxsal.train import TrainConfig, train_or_load
 
-EMBEDDED = TrainConfig(arch="small_cnn_bn", scenes="photo", size=64, epochs=30,
-                       learning_rate=3e-3, warmup_steps=200, conv="auto", guard_step=300)  # fmt: skip
+# Chosen on the validation split (seed 0; docs/fooling.md, "The base model"): the
+# small CNN without BatchNorm sat at chance for ~250 steps at 96 px; with
+# BatchNorm, 64 px, batch 64 and Adam 4e-3 it leaves chance within the first
+# epoch under either conv backend; 20 epochs.
+EMBEDDED = TrainConfig(arch="small_cnn_bn", scenes="photo", size=64, epochs=20, batch_size=64,
+                       learning_rate=4e-3, warmup_steps=100, conv="auto", guard_step=300)  # fmt: skip
 
 
 def base_model(

@@ -60,7 +60,8 @@ def apply_arguments(config: StudyConfig, args) -> StudyConfig:
 def run(args, config: StudyConfig) -> dict:
     if not args.no_compile_cache:
         use_compile_cache(Path(args.workdir) / "jax_cache")
-    return run_study(args.workdir, apply_arguments(config, args), progress=not args.no_progress)
+    return run_study(args.workdir, apply_arguments(config, args), progress=not args.no_progress,
+                     models=args.models)  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> dict:

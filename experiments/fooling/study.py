@@ -40,8 +40,10 @@ from jaxsal.params import ModelParams
 from jaxsal.train import mesh_for, train_or_load
 
 
-def original_model(workdir: Path, config: StudyConfig, seed: int, *, progress: bool):
-    """The original model of seed `seed`: from the checkpoint, or trained / loaded from the cache."""
+def original_model(workdir: Path, config: StudyConfig, seed: int, *, progress: bool,
+                   models: str | Path | None = None):  # fmt: skip
+    """The original model of seed `seed`: from the checkpoint, or trained / loaded from the
+    model cache `models` (default `workdir/models`)."""
     import dataclasses
 
     if config.checkpoint:
@@ -50,7 +52,7 @@ def original_model(workdir: Path, config: StudyConfig, seed: int, *, progress: b
     if config.train is None:
         raise ValueError("give StudyConfig.checkpoint or StudyConfig.train for the original model")
     train = dataclasses.replace(config.train, seed=config.train.seed + seed)
-    params, record = train_or_load(workdir / "models", train, progress=progress)
+    params, record = train_or_load(Path(models or workdir / "models"), train, progress=progress)
     keep = ("path", "cached", "train_seconds", "validation", "test", "epoch_loss")
     return params.with_conv(config.conv), {k: record[k] for k in keep if k in record}
 
@@ -100,12 +102,12 @@ def _unflatten(flat: dict) -> dict:
 
 def run_seed(workdir: Path, seed: int, config: StudyConfig, data: FoolingData, classes, *,
              params0: ModelParams | None = None, mesh=None, progress=True,
-             log: Callable[[str], None] = print) -> dict:  # fmt: skip
+             log: Callable[[str], None] = print, models: str | Path | None = None) -> dict:  # fmt: skip
     """Everything of one seed (see the module docstring); per-image arrays included."""
     seed_dir = workdir / f"seed-{seed}"
     model: dict = {}
     if params0 is None:
-        params0, model = original_model(workdir, config, seed, progress=progress)
+        params0, model = original_model(workdir, config, seed, progress=progress, models=models)
     log(f"seed {seed}: original model {json.dumps(as_json(model))[:300]}")
     ev, bs = config.eval, config.eval.batch_size
     kinds = list(dict.fromkeys(r.kind for r in config.runs))
@@ -286,13 +288,14 @@ def _mean_curves(curves: list[dict]) -> dict:
             for m in curves[0]}  # fmt: skip
 
 
-def study_classes(workdir: Path, config: StudyConfig, data: FoolingData, *, progress, log):
+def study_classes(workdir: Path, config: StudyConfig, data: FoolingData, *, progress, log,
+                  models: str | Path | None = None):  # fmt: skip
     """The Active classes: the config's, or chosen on validation with seed 0's model (cached)."""
     if config.data.classes is not None or not any(r.kind == "active" for r in config.runs):
         return tuple(config.data.classes or (3, 8))
 
     def choose():
-        params0, _ = original_model(workdir, config, 0, progress=progress)
+        params0, _ = original_model(workdir, config, 0, progress=progress, models=models)
         pair, scores = calibrate.choose_classes(params0, data)
         return {"classes": list(pair), "similarity": scores}
 
@@ -311,8 +314,12 @@ def run_study(
     mesh=None,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    models: str | Path | None = None,
 ) -> dict:
     """Runs (or resumes) the study in `workdir` and writes its results and report.
+
+    `models` is the cache of the embedded base models (default `workdir/models`),
+    shareable between studies.
 
     Returns:
       The aggregated results written to the results JSON, plus "results_path"
@@ -328,9 +335,9 @@ def run_study(
         raise ValueError(f"seeds must be at least 1, got {config.seeds}")
     data = make_data(config.data, cache_dir=workdir / "data") if data is None else data
     mesh = _mesh(config) if mesh is None else mesh
-    classes = study_classes(workdir, config, data, progress=progress, log=log)
+    classes = study_classes(workdir, config, data, progress=progress, log=log, models=models)
     seeds = [run_seed(workdir, s, config, data, classes, params0=params0, mesh=mesh,
-                      progress=progress, log=log) for s in range(config.seeds)]  # fmt: skip
+                      progress=progress, log=log, models=models) for s in range(config.seeds)]  # fmt: skip
     results = aggregate(seeds, config)
     results["config"] = as_json(config)
     results["models"] = [as_json(s["model"]) for s in seeds]

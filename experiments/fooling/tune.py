@@ -9,7 +9,8 @@ the fooling is fine-tuned with seed 0's base model (same steps and batch as
 the config) and measured on validation images only: the matched test's FSR
 under the calibrated interval and the Top-1 drop. The choice per run: the
 highest FSR whose Top-1 drop stays within `--max-drop` points (ties: the
-lower learning rate, then the lower lambda). The test split is never read.
+lower learning rate, then the lower lambda); where no point stays within it,
+the point with the smallest drop. The test split is never read.
 Writes `tuning.json` and `tuning.md` in the work directory (resumed: finished
 grid points are loaded); copy the choices into the config and record them in
 its `tuned` field.
@@ -29,12 +30,12 @@ from experiments.fooling.study import _fooling, headline, original_model, study_
 
 
 def tune(workdir: Path, config: StudyConfig, *, labels, lams, lrs, max_drop: float,
-         progress: bool = True) -> dict:  # fmt: skip
+         progress: bool = True, models: str | Path | None = None) -> dict:  # fmt: skip
     """Every grid point of every run, measured on validation; the choices."""
     workdir.mkdir(parents=True, exist_ok=True)
     data = make_data(config.data, cache_dir=workdir / "data")
-    classes = study_classes(workdir, config, data, progress=progress, log=print)
-    params0, _ = original_model(workdir, config, 0, progress=progress)
+    classes = study_classes(workdir, config, data, progress=progress, log=print, models=models)
+    params0, _ = original_model(workdir, config, 0, progress=progress, models=models)
     ev = config.eval
     base = runs.accuracy(params0, data, "validation")["top1"]
     out = {"classes": list(classes), "original_top1": base, "runs": {}}
@@ -65,8 +66,11 @@ def tune(workdir: Path, config: StudyConfig, *, labels, lams, lrs, max_drop: flo
                 points.append(cached(run_dir / "tuning.json", {"run": trial, "data": config.data},
                                      measure))  # fmt: skip
                 print(f"{run.label} {points[-1]}")
-        ok = [p for p in points if p["drop"] <= max_drop] or points
-        best = max(ok, key=lambda p: (p["fsr"], -p["lr"], -p["lam"]))
+        ok = [p for p in points if p["drop"] <= max_drop]
+        if ok:
+            best = max(ok, key=lambda p: (p["fsr"], -p["lr"], -p["lam"]))
+        else:  # nothing keeps the accuracy: the gentlest point, not the most destructive one
+            best = min(points, key=lambda p: (p["drop"], -p["fsr"]))
         out["runs"][run.label] = {"interval": list(iv), "points": points, "chosen": best}
     write_json(workdir / "tuning.json", out)
     rows = [[label, f"{r['chosen']['lam']:g}", f"{r['chosen']['lr']:g}",
@@ -89,13 +93,14 @@ def main(argv=None) -> dict:
     parser.add_argument("--lams", default="1,3,10")
     parser.add_argument("--lrs", default="2e-4,5e-4")
     parser.add_argument("--max-drop", type=float, default=1.5, help="Top-1 points on validation")
+    parser.add_argument("--models", default=None, help="base-model cache (default WORKDIR/models)")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     floats = lambda s: [float(v) for v in s.split(",") if v]  # noqa: E731
     return tune(Path(args.workdir), load_config(args.config),
                 labels=[r for r in args.runs.split(",") if r], lams=floats(args.lams),
                 lrs=floats(args.lrs), max_drop=args.max_drop,
-                progress=not args.no_progress)  # fmt: skip
+                progress=not args.no_progress, models=args.models)  # fmt: skip
 
 
 if __name__ == "__main__":

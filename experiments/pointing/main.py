@@ -29,7 +29,6 @@ def parse(argv=None) -> argparse.Namespace:
     parser.add_argument("--config", default=CONFIG, help="FILE.py[:ARG] (experiments/pointing/"
                         "configs: embedded.py:default|full|quick, voc07.py)")  # fmt: skip
     add_common_arguments(parser, workdir="runs/pointing")
-    parser.add_argument("--cache-dir", default=None, help="base-model cache (WORKDIR/models)")
     parser.add_argument("--checkpoint", default=None, help="jaxsal checkpoint of the model")
     parser.add_argument("--data-dir", default=None, help="TFDS data directory (VOC07)")
     parser.add_argument("--tune", action="store_true",
@@ -53,7 +52,7 @@ def main(argv=None) -> dict:
         )
     if not args.no_compile_cache:
         use_compile_cache(Path(args.workdir) / "jax_cache")
-    kw = {"cache_dir": args.cache_dir, "progress": not args.no_progress}
+    kw = {"cache_dir": args.models, "progress": not args.no_progress}
     if args.tune:
         from experiments.pointing.tune import tune
 

@@ -34,11 +34,6 @@ def main(argv: list[str] | None = None) -> dict:
         default=str(CONFIGS / "embedded.py"),
         help="FILE.py[:ARG] (see experiments/sanity/configs)",
     )
-    parser.add_argument(
-        "--models",
-        default=None,
-        help="model cache shared with other studies (default WORKDIR/models)",
-    )
     add_common_arguments(parser, workdir="runs/sanity")
     args = parser.parse_args(argv)
     spec = args.config

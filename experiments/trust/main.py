@@ -46,8 +46,6 @@ def main(argv: list[str] | None = None) -> dict:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("--config", default=str(CONFIGS / "embedded.py"),
                         help="FILE.py[:ARG] (see experiments/trust/configs)")  # fmt: skip
-    parser.add_argument("--models-dir", default=None,
-                        help="cache of the embedded base models (default WORKDIR/models)")  # fmt: skip
     parser.add_argument("--weights", default=None, help="backbone: torchvision .pth or jaxsal dir")
     parser.add_argument("--data-dir", default=None, help="TFDS data directory")
     add_common_arguments(parser, workdir="runs/trust")
@@ -55,7 +53,7 @@ def main(argv: list[str] | None = None) -> dict:
     config = config_from(args)
     if not args.no_compile_cache:
         use_compile_cache(Path(args.workdir) / "jax_cache")
-    return run_study(args.workdir, config, models_dir=args.models_dir,
+    return run_study(args.workdir, config, models_dir=args.models,
                      progress=not args.no_progress)  # fmt: skip
 
 

@@ -141,7 +141,8 @@ def write(workdir, results: dict, seed0: dict, data, config) -> tuple[Path, Path
     )
     fig_dir.mkdir(parents=True)
     curves_figure(fig_dir / "loss_curves.png", results["curves"])
-    names = list(results["models"])
+    names = [h.name for h in config.heads  # the ablations and the 2nd-init trust heads left out
+             if h.use_r1 and h.use_r2 and (h.init == 0 or h.method is None)]  # fmt: skip
     if config.examples:
         maps_figure(fig_dir / "maps.png", seed0["values"], data, names, config.methods)
     write_json(results_path, {**results, "figures": fig_dir.name})

@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--lrs", default=",".join(f"{lr:g}" for lr in LRS))
     parser.add_argument("--losses", default=",".join(LOSSES))
     parser.add_argument("--epochs", type=int, default=None, help="override the config's epochs")
-    parser.add_argument("--models-dir", default=None, help="cache of the embedded base models")
+    parser.add_argument("--models", default=None, help="cache of the embedded base models")
     add_common_arguments(parser, workdir="runs/trust-tune")
     args = parser.parse_args(argv)
     spec = args.config + (":quick" if args.quick and ":" not in args.config else "")
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> dict:
     if unknown:
         raise SystemExit(f"unknown losses {unknown}; use {', '.join(LOSSES)}")
     return tune(args.workdir, config, lrs=tuple(float(s) for s in args.lrs.split(",")),
-                losses=losses, models_dir=args.models_dir, progress=not args.no_progress)  # fmt: skip
+                losses=losses, models_dir=args.models, progress=not args.no_progress)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -81,6 +81,9 @@ from jaxsal.data.scenes import (
 )
 
 BACKGROUND_CONTRAST = 0.5  # photos faded around mid-grey: the ink is always the extreme
+# Bumped whenever the scenes a seed gives change; part of the model cache key
+# (`jaxsal.train.TrainConfig.key`), so a cached model never outlives its data.
+SCENES_VERSION = "photo-v2.1 (contrast 0.5, 90-degree turns, flips, inversion)"
 PHOTO_MEAN = 0.5001
 PHOTO_STD = 0.1321
 PHOTOS = {

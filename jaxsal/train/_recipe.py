@@ -26,6 +26,7 @@ import optax
 
 from jaxsal.checkpoint import load, save
 from jaxsal.data import Scenes, digit_scenes, photo_scenes
+from jaxsal.data.photo_scenes import SCENES_VERSION
 from jaxsal.params import ModelParams, init
 from jaxsal.train._loop import chance_guard, fit
 from jaxsal.train._mesh import mesh_for
@@ -77,8 +78,11 @@ class TrainConfig:
     guard_step: int | None = None
 
     def key(self) -> str:
-        """A short hash of every field: the cache key."""
-        text = json.dumps(dataclasses.asdict(self), sort_keys=True)
+        """A short hash of every field and of the scenes' version: the cache key."""
+        fields = dataclasses.asdict(self)
+        if self.scenes == "photo":
+            fields["scenes_version"] = SCENES_VERSION
+        text = json.dumps(fields, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 

@@ -2,8 +2,10 @@
 
 The loss (eq. 4-10) in `losses` (the training engine's loss signature: train
 one layer with `jaxsal.train.fit(..., trainable=(layer,))`), the
-transfer-learning head in `jaxsal.models.transfer`, evaluation on data with
-known object locations in `evaluation`.
+transfer-learning model in `jaxsal.models.transfer` (`transfer_model`: a
+backbone's features with a new 1x1 conv and classifier; `transfer_head` /
+`with_head`: train those new layers alone on precomputed features), post hoc
+maps and predictions in `evaluation`.
 """
 
 from jaxsal.models.transfer import (

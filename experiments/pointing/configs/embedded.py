@@ -15,7 +15,7 @@ and 50 composites (200 explanations per seed); run it with `--seeds 3`.
 `quick`: a tiny base model at 64 px, a few steps, eight explanations.
 
 The base model is `experiments.common.models.EMBEDDED` (seed s for study
-seed s), cached in WORKDIR/models (or --cache-dir). Constants at 96 px: see
+seed s), cached in WORKDIR/models (or --models DIR). Constants at 96 px: see
 `experiments.pointing.config.Settings` and docs/perturbation.md.
 
 Tuning (validation split only, `python -m experiments.pointing --tune`): TUNED.
