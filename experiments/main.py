@@ -33,5 +33,10 @@ def main(argv: list[str] | None = None) -> dict:
     return run(args, load_config(f"{CONFIG}:{'quick' if args.quick else 'default'}"))
 
 
+def cli() -> None:
+    """The console script: runs `main` on the command line's arguments (exit status 0)."""
+    main()
+
+
 if __name__ == "__main__":
     main()

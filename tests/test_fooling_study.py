@@ -120,3 +120,15 @@ def test_parse_analyses():
     assert parse_analyses("noise, smoothgrad") == ("noise", "smoothgrad")
     with pytest.raises(SystemExit, match="unknown"):
         parse_analyses("noise,foo")
+
+
+def test_tuning_choice_by_hand():
+    from experiments.fooling.tune import choose
+
+    pts = [{"lam": 0.3, "lr": 5e-4, "fsr": 0.1, "drop": 0.5},
+           {"lam": 1.0, "lr": 5e-4, "fsr": 0.4, "drop": 1.4},
+           {"lam": 3.0, "lr": 5e-4, "fsr": 0.9, "drop": 6.0}]  # fmt: skip
+    assert choose(pts, 1.5)["lam"] == 1.0  # the best FSR within the drop
+    assert choose(pts, 0.4)["lam"] == 0.3  # none within: the gentlest, not the best FSR
+    tie = [dict(pts[0], fsr=0.0), dict(pts[1], fsr=0.0)]
+    assert choose(tie, 1.5)["lam"] == 0.3  # ties: the lower lambda

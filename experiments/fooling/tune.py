@@ -29,8 +29,18 @@ from experiments.fooling.data import make_data
 from experiments.fooling.study import _fooling, headline, original_model, study_classes
 
 
+def choose(points: list[dict], max_drop: float) -> dict:
+    """The grid point chosen: the highest FSR within `max_drop` points of Top-1 (ties: the
+    lower learning rate, then the lower lambda); if none is within it, the smallest drop."""
+    ok = [p for p in points if p["drop"] <= max_drop]
+    if ok:
+        return max(ok, key=lambda p: (p["fsr"], -p["lr"], -p["lam"]))
+    return min(points, key=lambda p: (p["drop"], -p["fsr"]))
+
+
 def tune(workdir: Path, config: StudyConfig, *, labels, lams, lrs, max_drop: float,
-         progress: bool = True, models: str | Path | None = None) -> dict:  # fmt: skip
+         progress: bool = True, models: str | Path | None = None,
+         steps: int | None = None) -> dict:  # fmt: skip
     """Every grid point of every run, measured on validation; the choices."""
     workdir.mkdir(parents=True, exist_ok=True)
     data = make_data(config.data, cache_dir=workdir / "data")
@@ -50,8 +60,8 @@ def tune(workdir: Path, config: StudyConfig, *, labels, lams, lrs, max_drop: flo
         points = []
         for lr in lrs:
             for lam in lams:
-                trial = dataclasses.replace(run, lam=lam, lr=lr)
-                run_dir = workdir / run.label / f"lam{lam:g}-lr{lr:g}"
+                trial = dataclasses.replace(run, lam=lam, lr=lr, steps=steps or run.steps)
+                run_dir = workdir / run.label / f"lam{lam:g}-lr{lr:g}-steps{trial.steps}"
 
                 def measure(trial=trial, run_dir=run_dir, run=run, t=t, iv=iv, lam=lam, lr=lr):
                     params, _ = runs.fool(run_dir, trial, params0, data, config, classes=classes,
@@ -60,17 +70,13 @@ def tune(workdir: Path, config: StudyConfig, *, labels, lams, lrs, max_drop: flo
                                             run.method, "validation",
                                             batch_size=ev.batch_size)[t]  # fmt: skip
                     top1 = runs.accuracy(params, data, "validation")["top1"]
-                    return {"lam": lam, "lr": lr, "fsr": runs.fsr(vals, iv),
+                    return {"lam": lam, "lr": lr, "steps": trial.steps, "fsr": runs.fsr(vals, iv),
                             "drop": 100 * (base - top1)}  # fmt: skip
 
                 points.append(cached(run_dir / "tuning.json", {"run": trial, "data": config.data},
                                      measure))  # fmt: skip
                 print(f"{run.label} {points[-1]}")
-        ok = [p for p in points if p["drop"] <= max_drop]
-        if ok:
-            best = max(ok, key=lambda p: (p["fsr"], -p["lr"], -p["lam"]))
-        else:  # nothing keeps the accuracy: the gentlest point, not the most destructive one
-            best = min(points, key=lambda p: (p["drop"], -p["fsr"]))
+        best = choose(points, max_drop)
         out["runs"][run.label] = {"interval": list(iv), "points": points, "chosen": best}
     write_json(workdir / "tuning.json", out)
     rows = [[label, f"{r['chosen']['lam']:g}", f"{r['chosen']['lr']:g}",
@@ -94,13 +100,15 @@ def main(argv=None) -> dict:
     parser.add_argument("--lrs", default="2e-4,5e-4")
     parser.add_argument("--max-drop", type=float, default=1.5, help="Top-1 points on validation")
     parser.add_argument("--models", default=None, help="base-model cache (default WORKDIR/models)")
+    parser.add_argument("--steps", type=int, default=None, help="override every run's steps")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     floats = lambda s: [float(v) for v in s.split(",") if v]  # noqa: E731
     return tune(Path(args.workdir), load_config(args.config),
                 labels=[r for r in args.runs.split(",") if r], lams=floats(args.lams),
                 lrs=floats(args.lrs), max_drop=args.max_drop,
-                progress=not args.no_progress, models=args.models)  # fmt: skip
+                progress=not args.no_progress, models=args.models,
+                steps=args.steps)  # fmt: skip
 
 
 if __name__ == "__main__":

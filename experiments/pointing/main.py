@@ -62,5 +62,10 @@ def main(argv=None) -> dict:
     return run_study(args.workdir, config, **kw)
 
 
+def cli() -> None:
+    """The console script: runs `main` on the command line's arguments (exit status 0)."""
+    main()
+
+
 if __name__ == "__main__":
     main()

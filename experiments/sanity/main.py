@@ -49,5 +49,10 @@ def main(argv: list[str] | None = None) -> dict:
     return run_study(args.workdir, config, models=args.models, progress=not args.no_progress)
 
 
+def cli() -> None:
+    """The console script: runs `main` on the command line's arguments (exit status 0)."""
+    main()
+
+
 if __name__ == "__main__":
     main()

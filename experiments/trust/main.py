@@ -57,5 +57,10 @@ def main(argv: list[str] | None = None) -> dict:
                      progress=not args.no_progress)  # fmt: skip
 
 
+def cli() -> None:
+    """The console script: runs `main` on the command line's arguments (exit status 0)."""
+    main()
+
+
 if __name__ == "__main__":
     main()

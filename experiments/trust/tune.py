@@ -88,7 +88,6 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--lrs", default=",".join(f"{lr:g}" for lr in LRS))
     parser.add_argument("--losses", default=",".join(LOSSES))
     parser.add_argument("--epochs", type=int, default=None, help="override the config's epochs")
-    parser.add_argument("--models", default=None, help="cache of the embedded base models")
     add_common_arguments(parser, workdir="runs/trust-tune")
     args = parser.parse_args(argv)
     spec = args.config + (":quick" if args.quick and ":" not in args.config else "")
