@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from experiments.common import load_config
+from experiments.common import setup
 from experiments.fooling.main import add_study_arguments, run
 
 CONFIG = str(Path(__file__).parent / "fooling" / "configs" / "embedded.py")
@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> dict:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     add_study_arguments(parser, "runs/default")
     args = parser.parse_args(argv)
-    return run(args, load_config(f"{CONFIG}:{'quick' if args.quick else 'default'}"))
+    return run(args, setup(args, default=CONFIG))
 
 
 def cli() -> None:

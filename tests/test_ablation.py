@@ -11,7 +11,6 @@ difference from the baseline.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 
 import jax
@@ -20,49 +19,15 @@ import numpy as np
 import pytest
 import torch
 from captum.attr import FeatureAblation, Occlusion
-from torch_ref import to_nchw, to_nhwc, torch_model
+from parity import captum_float64, converted, relative_error, superpixels
+from torch_ref import to_nchw
 
 import jaxsal
-import weights_convert
 from jaxsal.interpreters.ablation import feature_ablation, occlusion
 
 TOL = 1e-8
 SIZE = 32
 CLASSES = np.array([3, 7])
-
-
-def randomize_biases(model: torch.nn.Module, seed: int = 0) -> None:
-    """Non-zero conv and dense biases (torchvision initialises them to zero)."""
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, torch.nn.Conv2d | torch.nn.Linear) and m.bias is not None:
-            with torch.no_grad():
-                m.bias.copy_(0.05 * torch.randn(m.bias.shape, generator=g, dtype=m.bias.dtype))
-
-
-@contextlib.contextmanager
-def captum_float64():
-    """`.float()`, `torch.float` and the default dtype mean float64 during a Captum call."""
-    own = torch.Tensor.__dict__.get("float")
-    default, float32 = torch.get_default_dtype(), torch.float
-    torch.Tensor.float = lambda self, *args, **kwargs: self.to(torch.float64)
-    torch.float = torch.float64
-    torch.set_default_dtype(torch.float64)
-    try:
-        yield
-    finally:
-        if own is None:
-            del torch.Tensor.float
-        else:
-            torch.Tensor.float = own
-        torch.float = float32
-        torch.set_default_dtype(default)
-
-
-def superpixels(size: int = SIZE) -> np.ndarray:
-    """Nine uneven superpixels (a 3x3 grid cut at 11 and 22), ids 0..8, (H, W)."""
-    band = np.minimum(np.arange(size) // 11, 2)
-    return band[:, None] * 3 + band[None, :]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,21 +40,7 @@ class Case:
 
 @pytest.fixture(scope="module", params=["vgg16", "resnet50"])
 def case(request) -> Case:
-    model = torch_model(request.param, num_classes=10)
-    randomize_biases(model)
-    params = weights_convert.from_torchvision(request.param, model.state_dict(), dtype=jnp.float64)
-    x = np.random.default_rng(0).normal(size=(2, SIZE, SIZE, 3))
-    return Case(request.param, model, params, x)
-
-
-def relative_error(ours, ref: torch.Tensor) -> float:
-    ref = to_nhwc(ref)
-    ours = np.asarray(ours)
-    assert ours.shape == ref.shape and ref.dtype == np.float64
-    assert np.all(np.abs(ref).reshape(len(ref), -1).max(axis=1) > 0), "vacuous comparison"
-    err = float(np.abs(ours - ref).max() / np.abs(ref).max())
-    print(f"relative error {err:.1e}")
-    return err
+    return Case(request.param, *converted(request.param, SIZE))
 
 
 def test_occlusion_parity(case):
@@ -109,7 +60,7 @@ def test_occlusion_parity(case):
 
 
 def test_feature_ablation_parity(case):
-    mask = superpixels()
+    mask = superpixels(SIZE)
     ref = FeatureAblation(case.model).attribute(
         to_nchw(case.x), baselines=0.5, target=torch.from_numpy(CLASSES),
         feature_mask=torch.from_numpy(mask)[None, None], perturbations_per_eval=4,

@@ -32,11 +32,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
+from parity import converted
 from test_interpreters import fd_errors, images, location_penalty, random_params
-from torch_ref import to_nchw, torch_model, torchvision
+from torch_ref import to_nchw, torchvision
 
 import jaxsal
-import weights_convert
 from jaxsal.interpreters.cams import (
     eigencam,
     gradcam_plusplus,
@@ -65,15 +65,6 @@ class Case:
     x: np.ndarray  # NHWC float64
 
 
-def randomize_biases(model: torch.nn.Module, seed: int = 0) -> None:
-    """Non-zero conv and dense biases (torchvision initialises them to zero)."""
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, torch.nn.Conv2d | torch.nn.Linear) and m.bias is not None:
-            with torch.no_grad():
-                m.bias.copy_(0.05 * torch.randn(m.bias.shape, generator=g, dtype=m.bias.dtype))
-
-
 @functools.cache
 def build(arch: str) -> Case:
     """The torchvision model and its float64 port, with XLA's convolution.
@@ -81,10 +72,7 @@ def build(arch: str) -> Case:
     XLA's convolution (rather than the CPU default, matmuls) compiles these
     large programs about twice as fast; the arithmetic is the same to ~1e-15.
     """
-    model = torch_model(arch, num_classes=10)
-    randomize_biases(model)
-    params = weights_convert.from_torchvision(arch, model.state_dict(), dtype=jnp.float64)
-    x = np.random.default_rng(0).normal(size=(2, SIZE, SIZE, 3))
+    model, params, x = converted(arch, SIZE)
     return Case(arch, model, params.with_conv("xla"), x)
 
 

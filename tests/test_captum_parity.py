@@ -12,7 +12,6 @@ average the gradients at the same noisy points.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 
 import jax
@@ -30,10 +29,10 @@ from captum.attr import (
     NoiseTunnel,
     Saliency,
 )
-from torch_ref import to_nchw, to_nhwc, torch_model, torchvision
+from parity import captum_float64, converted, relative_error
+from torch_ref import to_nchw, torchvision
 
 import jaxsal
-import weights_convert
 from jaxsal.forward import resolve_layer
 from jaxsal.postprocess import upsample
 
@@ -63,42 +62,13 @@ class Case:
         return to_nchw(self.x).requires_grad_()
 
 
-def randomize_biases(model: torch.nn.Module, seed: int = 0) -> None:
-    """Non-zero conv and dense biases (torchvision initialises them to zero).
-
-    With zero biases VGG16 is positively homogeneous: its input gradient is the
-    same all along the straight path from the zero baseline, and Integrated
-    Gradients would not test the path integral at all.
-    """
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, torch.nn.Conv2d | torch.nn.Linear) and m.bias is not None:
-            with torch.no_grad():
-                m.bias.copy_(0.05 * torch.randn(m.bias.shape, generator=g, dtype=m.bias.dtype))
-
-
 @pytest.fixture(scope="module", params=sorted(TARGETS))
 def case(request) -> Case:
     arch = request.param
-    model = torch_model(arch, num_classes=10)
-    randomize_biases(model)
-    params = weights_convert.from_torchvision(arch, model.state_dict(), dtype=jnp.float64)
+    model, params, x = converted(arch, SIZE)
     name, layer = TARGETS[arch]
     assert resolve_layer(params, "target") == name
-    x = np.random.default_rng(0).normal(size=(2, SIZE, SIZE, 3))
     return Case(arch, model, params, layer(model), x)
-
-
-def relative_error(ours, ref: torch.Tensor) -> float:
-    """max |ours - ref| / max |ref|, ours NHWC and ref NCHW; every reference map non-zero."""
-    ref = to_nhwc(ref)
-    ours = np.asarray(ours)
-    assert ours.shape == ref.shape
-    per_image = np.abs(ref).reshape(len(ref), -1).max(axis=1)
-    assert np.all(per_image > 0), "a reference map is all zeros: the comparison would be vacuous"
-    err = float(np.abs(ours - ref).max() / np.abs(ref).max())
-    print(f"relative error {err:.1e}")
-    return err
 
 
 @pytest.mark.parametrize(
@@ -154,39 +124,12 @@ def test_noise_tunnel(case, monkeypatch, nt_type, method, samples):
     assert relative_error(ours, ref) < TOL
 
 
-@contextlib.contextmanager
-def captum_quadrature_in_float64():
-    """Captum's quadrature in float64 instead of float32.
-
-    Captum casts the quadrature weights to float32 (`torch.tensor(step_sizes).float()`
-    in `IntegratedGradients._attribute`) and draws Riemann points with
-    `torch.linspace` in the default dtype (float32). That rounding alone moves
-    its maps by ~1e-8 relative; here float64 tensors keep their dtype under
-    `.float()` and the default dtype is float64 for the duration of the call.
-    """
-    float32 = torch.Tensor.float
-    own = torch.Tensor.__dict__.get("float")  # None: inherited from torch._C.TensorBase
-    default = torch.get_default_dtype()
-
-    def keep_float64(self, *args, **kwargs):
-        return self if self.dtype == torch.float64 else float32(self, *args, **kwargs)
-
-    torch.Tensor.float = keep_float64
-    torch.set_default_dtype(torch.float64)
-    try:
-        yield
-    finally:
-        if own is None:
-            del torch.Tensor.float
-        else:
-            torch.Tensor.float = own
-        torch.set_default_dtype(default)
-
-
 @pytest.mark.parametrize("quadrature", ["gausslegendre", "riemann_trapezoid"])
 def test_integrated_gradients(case, quadrature):
     steps = 4
-    with captum_quadrature_in_float64():
+    # Captum casts the quadrature weights to float32 (`torch.tensor(step_sizes).float()`) and
+    # draws Riemann points with `torch.linspace` in the default dtype: ~1e-8 relative alone.
+    with captum_float64():
         ref = IntegratedGradients(case.model).attribute(
             case.xt(), target=torch.from_numpy(CLASSES), n_steps=steps, method=quadrature
         )

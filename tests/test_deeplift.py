@@ -32,6 +32,7 @@ import numpy as np
 import pytest
 import torch
 from captum.attr import DeepLift, DeepLiftShap
+from parity import randomize_biases, relative_error
 from torch_ref import to_nchw, to_nhwc, torch_model, torchvision
 
 import jaxsal
@@ -53,15 +54,6 @@ CLASSES = np.array([3, 7])
 class Clone(torch.nn.Module):
     def forward(self, x):
         return x.clone()
-
-
-def randomize_biases(model: torch.nn.Module, seed: int = 0) -> None:
-    """Non-zero conv and dense biases (torchvision initialises them to zero)."""
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, torch.nn.Conv2d | torch.nn.Linear) and m.bias is not None:
-            with torch.no_grad():
-                m.bias.copy_(0.05 * torch.randn(m.bias.shape, generator=g, dtype=m.bias.dtype))
 
 
 def _bottleneck_forward(self, x):
@@ -117,16 +109,6 @@ def case(request) -> Case:
     x = rng.normal(size=(2, SIZE, SIZE, 3))
     baseline = 0.3 * rng.normal(size=(2, SIZE, SIZE, 3))
     return Case(arch, stock, captum_ready(copy.deepcopy(stock)), params, x, baseline)
-
-
-def relative_error(ours, ref: torch.Tensor) -> float:
-    ref = to_nhwc(ref)
-    ours = np.asarray(ours)
-    assert ours.shape == ref.shape
-    assert np.all(np.abs(ref).reshape(len(ref), -1).max(axis=1) > 0), "vacuous comparison"
-    err = float(np.abs(ours - ref).max() / np.abs(ref).max())
-    print(f"relative error {err:.1e}")
-    return err
 
 
 def test_deeplift_parity_and_summation_to_delta(case, monkeypatch):

@@ -23,7 +23,6 @@ and on a linear model every method against its closed form.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 
 import jax
@@ -33,10 +32,10 @@ import pytest
 import torch
 from captum._utils.models.linear_model import SkLearnRidge
 from captum.attr import GradientShap, KernelShap, Lime, ShapleyValueSampling
-from torch_ref import to_nchw, to_nhwc, torch_model
+from parity import captum_float64, converted, relative_error, superpixels
+from torch_ref import to_nchw
 
 import jaxsal
-import weights_convert
 from jaxsal.forward import select_class
 from jaxsal.interpreters.shap import (
     gradient_shap,
@@ -56,41 +55,6 @@ TOL = 1e-8
 SIZE = 32
 CLASSES = np.array([3, 7])
 KEY = jax.random.key(7)
-
-
-def randomize_biases(model: torch.nn.Module, seed: int = 0) -> None:
-    """Non-zero conv and dense biases (torchvision initialises them to zero)."""
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, torch.nn.Conv2d | torch.nn.Linear) and m.bias is not None:
-            with torch.no_grad():
-                m.bias.copy_(0.05 * torch.randn(m.bias.shape, generator=g, dtype=m.bias.dtype))
-
-
-@contextlib.contextmanager
-def captum_float64():
-    """`.float()`, `torch.float`, `torch.FloatTensor` and the default dtype mean float64."""
-    own = torch.Tensor.__dict__.get("float")
-    default, float32, float_tensor = torch.get_default_dtype(), torch.float, torch.FloatTensor
-    torch.Tensor.float = lambda self, *args, **kwargs: self.to(torch.float64)
-    torch.float = torch.float64
-    torch.FloatTensor = lambda data: torch.as_tensor(np.asarray(data), dtype=torch.float64)
-    torch.set_default_dtype(torch.float64)
-    try:
-        yield
-    finally:
-        if own is None:
-            del torch.Tensor.float
-        else:
-            torch.Tensor.float = own
-        torch.float, torch.FloatTensor = float32, float_tensor
-        torch.set_default_dtype(default)
-
-
-def superpixels(size: int = SIZE) -> np.ndarray:
-    """Nine uneven superpixels (a 3x3 grid cut at 11 and 22), ids 0..8, (H, W)."""
-    band = np.minimum(np.arange(size) // 11, 2)
-    return band[:, None] * 3 + band[None, :]
 
 
 def feeder(samples: np.ndarray):
@@ -118,21 +82,7 @@ class Case:
 
 @pytest.fixture(scope="module", params=["vgg16", "resnet50"])
 def case(request) -> Case:
-    model = torch_model(request.param, num_classes=10)
-    randomize_biases(model)
-    params = weights_convert.from_torchvision(request.param, model.state_dict(), dtype=jnp.float64)
-    x = np.random.default_rng(0).normal(size=(2, SIZE, SIZE, 3))
-    return Case(request.param, model, params, x)
-
-
-def relative_error(ours, ref: torch.Tensor) -> float:
-    ref = to_nhwc(ref)
-    ours = np.asarray(ours)
-    assert ours.shape == ref.shape and ref.dtype == np.float64
-    assert np.all(np.abs(ref).reshape(len(ref), -1).max(axis=1) > 0), "vacuous comparison"
-    err = float(np.abs(ours - ref).max() / np.abs(ref).max())
-    print(f"relative error {err:.1e}")
-    return err
+    return Case(request.param, *converted(request.param, SIZE))
 
 
 def per_feature_values(attr, mask) -> np.ndarray:
@@ -185,7 +135,7 @@ def test_gradient_shap_parity(case, monkeypatch):
 
 
 def test_kernel_shap_parity(case):
-    mask, samples = superpixels(), 14
+    mask, samples = superpixels(SIZE), 14
     z = np.asarray(kernel_shap_samples(KEY, len(case.x), samples, 9))
     explainer = KernelShap(case.model)
     explainer.perturb_func = feeder(z)
@@ -205,7 +155,7 @@ def test_kernel_shap_parity(case):
 
 
 def test_lime_parity(case):
-    mask, samples = superpixels(), 12
+    mask, samples = superpixels(SIZE), 12
     z = np.asarray(lime_samples(KEY, len(case.x), samples, 9))
     explainer = Lime(
         case.model, interpretable_model=SkLearnRidge(alpha=1.0), perturb_func=feeder(z)
@@ -223,7 +173,7 @@ def test_lime_parity(case):
 
 
 def test_shapley_value_sampling_parity(case):
-    mask, samples = superpixels(), 2
+    mask, samples = superpixels(SIZE), 2
     perms = np.asarray(shapley_permutations(KEY, samples, 9))
     explainer = ShapleyValueSampling(case.model)
     explainer.permutation_generator = lambda m, n: iter(perms.tolist())

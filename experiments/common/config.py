@@ -9,11 +9,12 @@ written beside every result.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 from pathlib import Path
 from typing import Any
 
-from experiments.common.workdir import as_json
+from experiments.common.workdir import as_json, use_compile_cache
 
 
 def load_config(spec: str):
@@ -54,3 +55,29 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, workdir: str) -> No
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     parser.add_argument("--no-compile-cache", action="store_true",
                         help="do not keep compiled XLA programs in WORKDIR/jax_cache")  # fmt: skip
+
+
+def with_seeds(config: Any, seeds: int | None) -> Any:
+    """`config` with `seeds` seeds (unchanged for None); SystemExit below 1."""
+    if seeds is None:
+        return config
+    if seeds < 1:
+        raise SystemExit(f"--seeds must be at least 1, got {seeds}")
+    return dataclasses.replace(config, seeds=seeds)
+
+
+def setup(args: argparse.Namespace, default: str | None = None) -> Any:
+    """The study config a command line asks for, with the work directory's compile cache on.
+
+    The config is `--config FILE.py[:ARG]` (`default` for a parser without --config), with
+    ARG = quick under --quick when the spec names none, then `--seeds`. Unless
+    --no-compile-cache, compiled XLA programs are kept in WORKDIR/jax_cache.
+    """
+    spec = getattr(args, "config", None) or default
+    if spec is None:
+        raise ValueError("no config: the parser has no --config and no default was given")
+    if args.quick and ":" not in spec:
+        spec += ":quick"
+    if not args.no_compile_cache:
+        use_compile_cache(Path(args.workdir) / "jax_cache")
+    return with_seeds(load_config(spec), args.seeds)

@@ -1,4 +1,4 @@
-"""Work directories: resumable, never overwritten, JSON written atomically."""
+"""Work directories: resumable, never overwritten, JSON and arrays written atomically."""
 
 from __future__ import annotations
 
@@ -50,6 +50,81 @@ def cached(path: str | Path, key: Any, compute: Callable[[], Any]) -> Any:
     value = as_json(compute())
     write_json(path, {"key": key, "value": value})
     return value
+
+
+def flatten(tree: dict, prefix: str = "") -> dict[str, np.ndarray]:
+    """{"a": {"b": x}} -> {"a/b": x} (arrays and numbers as arrays)."""
+    out = {}
+    for k, v in tree.items():
+        name = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, name + "/"))
+        else:
+            out[name] = np.asarray(v)
+    return out
+
+
+def unflatten(flat: dict[str, np.ndarray]) -> dict:
+    """The inverse of `flatten`."""
+    out: dict = {}
+    for name, v in flat.items():
+        node = out
+        *path, last = name.split("/")
+        for p in path:
+            node = node.setdefault(p, {})
+        node[last] = v
+    return out
+
+
+def cached_arrays(path: str | Path, key: Any, compute: Callable[[], dict]) -> dict:
+    """`compute()` (a nested dict of arrays) kept in `path` (.npz) with `key` beside it (.json).
+
+    Returns the nested dict (keys with "/" come back nested: `flatten` gives them flat).
+
+    A piece whose key differs (another configuration or model) is computed again
+    and written under a new name, never over the old one; a half-written piece
+    (killed run) has no key file and is recomputed.
+    """
+    path = Path(path)
+    key = as_json(key)
+    for k in range(1000):
+        p = path if k == 0 else path.with_name(f"{path.stem}-{k}{path.suffix}")
+        meta = p.with_suffix(".json")
+        if not p.exists() or not meta.exists():
+            break
+        if json.loads(meta.read_text()) == key:
+            with np.load(p) as f:
+                return unflatten(dict(f))
+    values = compute()
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(p.stem + ".tmp.npz")
+    np.savez(tmp, **flatten(values))
+    tmp.replace(p)
+    write_json(meta, key)
+    return values
+
+
+def start_study(workdir: str | Path, seeds: int) -> tuple[Path, Callable[[], dict]]:
+    """Creates `workdir`, checks the number of seeds and starts the study's clocks.
+
+    Returns:
+      The work directory and `elapsed()`: {"wall_seconds", "cpu_seconds", "devices"} since
+      this call, for the results JSON.
+
+    Raises:
+      ValueError: `seeds` below 1.
+    """
+    if seeds < 1:
+        raise ValueError(f"seeds must be at least 1, got {seeds}")
+    t0, c0 = time.perf_counter(), time.process_time()
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+
+    def elapsed() -> dict:
+        return {"wall_seconds": time.perf_counter() - t0,
+                "cpu_seconds": time.process_time() - c0, "devices": str(jax.devices())}  # fmt: skip
+
+    return workdir, elapsed
 
 
 def output_names(

@@ -16,7 +16,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from experiments.common import add_common_arguments, load_config, use_compile_cache
+from experiments.common import add_common_arguments, setup
 from experiments.fooling.config import ANALYSES, StudyConfig
 from experiments.fooling.study import run_study
 
@@ -50,16 +50,11 @@ def apply_arguments(config: StudyConfig, args) -> StudyConfig:
     if args.steps is not None:
         runs = tuple(dataclasses.replace(r, steps=args.steps) for r in config.runs)
         config = dataclasses.replace(config, runs=runs)
-    if args.seeds is not None:
-        if args.seeds < 1:
-            raise SystemExit(f"--seeds must be at least 1, got {args.seeds}")
-        config = dataclasses.replace(config, seeds=args.seeds)
     return config
 
 
 def run(args, config: StudyConfig) -> dict:
-    if not args.no_compile_cache:
-        use_compile_cache(Path(args.workdir) / "jax_cache")
+    """The study of `config` (from `experiments.common.setup`) with the options applied."""
     return run_study(args.workdir, apply_arguments(config, args), progress=not args.no_progress,
                      models=args.models)  # fmt: skip
 
@@ -73,10 +68,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--data-dir", default=None, help="TFDS data directory")
     add_study_arguments(parser, "runs/fooling")
     args = parser.parse_args(argv)
-    spec = args.config
-    if args.quick and ":" not in spec:
-        spec += ":quick"
-    config = load_config(spec)
+    config = setup(args)
     if args.checkpoint:
         config = dataclasses.replace(config, checkpoint=args.checkpoint)
     if args.data_dir:

@@ -22,16 +22,14 @@ earlier ones, never over them. A rerun resumes: finished pieces are loaded.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import jax
 import numpy as np
 
 import jaxsal
-from experiments.common import as_json, cached, summarize, write_json
+from experiments.common import as_json, cached, cached_arrays, start_study, summarize
 from experiments.fooling import analyses as study_analyses
 from experiments.fooling import calibrate, report, runs
 from experiments.fooling.config import ANALYSES, StudyConfig
@@ -64,42 +62,6 @@ def _mesh(config: StudyConfig):
     return mesh_for(sizes or [1])
 
 
-def _values_file(path: Path, compute: Callable[[], dict], key: Any) -> dict:
-    """Per-image arrays {name: array} cached in an .npz, reused while `key` matches."""
-    meta = path.with_suffix(".json")
-    key = as_json(key)
-    if path.exists() and meta.exists() and json.loads(meta.read_text()) == key:
-        with np.load(path) as f:
-            return _unflatten(dict(f))
-    values = compute()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(path, **_flatten(values))
-    write_json(meta, key)
-    return values
-
-
-def _flatten(tree: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in tree.items():
-        name = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_flatten(v, name + "/"))
-        else:
-            out[name] = np.asarray(v)
-    return out
-
-
-def _unflatten(flat: dict) -> dict:
-    out: dict = {}
-    for name, v in flat.items():
-        node = out
-        *path, last = name.split("/")
-        for p in path:
-            node = node.setdefault(p, {})
-        node[last] = v
-    return out
-
-
 def run_seed(workdir: Path, seed: int, config: StudyConfig, data: FoolingData, classes, *,
              params0: ModelParams | None = None, mesh=None, progress=True,
              log: Callable[[str], None] = print, models: str | Path | None = None) -> dict:  # fmt: skip
@@ -130,7 +92,7 @@ def run_seed(workdir: Path, seed: int, config: StudyConfig, data: FoolingData, c
 
     key = {"data": config.data, "eval": config.eval, "model": model.get("path"), "kinds": kinds,
            "classes": classes}  # fmt: skip
-    orig = _values_file(seed_dir / "original.npz", original_values, key)
+    orig = cached_arrays(seed_dir / "original.npz", key, original_values)
     intervals = {
         kind: {m: {t: (calibrate.interval(kind, t, orig[kind]["validation"][m][t],
                                           ev.calibration_level)
@@ -161,8 +123,8 @@ def run_seed(workdir: Path, seed: int, config: StudyConfig, data: FoolingData, c
                     vals[m] = runs.passive_values(fooling, m, h, original_maps.split(m, "test"))
             return {"methods": vals, "accuracy": runs.accuracy(params, data, "test")}
 
-        vals = _values_file(run_dir / "evaluation.npz", values,
-                            {"run": run, "eval": ev, "record": record["config"]})  # fmt: skip
+        vkey = {"run": run, "eval": ev, "record": record["config"]}
+        vals = cached_arrays(run_dir / "evaluation.npz", vkey, values)
         entry = {"kind": run.kind, "method": run.method, "lam": run.lam, "lr": run.lr,
                  "steps": run.steps, "batch_size": run.batch_size,
                  "fine_tune_seconds": record["seconds"], "values": vals["methods"],
@@ -325,14 +287,10 @@ def run_study(
       The aggregated results written to the results JSON, plus "results_path"
       and "report_path".
     """
-    t0, c0 = time.perf_counter(), time.process_time()
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
+    workdir, elapsed = start_study(workdir, config.seeds)
     unknown = set(config.analyses) - set(ANALYSES)
     if unknown:
         raise ValueError(f"unknown analyses {sorted(unknown)}; choose from {', '.join(ANALYSES)}")
-    if config.seeds < 1:
-        raise ValueError(f"seeds must be at least 1, got {config.seeds}")
     data = make_data(config.data, cache_dir=workdir / "data") if data is None else data
     mesh = _mesh(config) if mesh is None else mesh
     classes = study_classes(workdir, config, data, progress=progress, log=log, models=models)
@@ -341,9 +299,7 @@ def run_study(
     results = aggregate(seeds, config)
     results["config"] = as_json(config)
     results["models"] = [as_json(s["model"]) for s in seeds]
-    results["wall_seconds"] = time.perf_counter() - t0
-    results["cpu_seconds"] = time.process_time() - c0
-    results["devices"] = str(jax.devices())
+    results.update(elapsed())
     results_path, report_path = report.write(workdir, results, seeds[0], data, config)
     log(report.text_tables(results))
     log(f"wrote {results_path} and {report_path}")

@@ -18,7 +18,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from experiments.common import add_common_arguments, load_config, use_compile_cache
+from experiments.common import add_common_arguments, setup
 
 CONFIG = str(Path(__file__).parent / "configs" / "embedded.py")
 
@@ -38,20 +38,13 @@ def parse(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> dict:
     args = parse(argv)
-    spec = args.config + (":quick" if args.quick and ":" not in args.config else "")
-    config = load_config(spec)
-    if args.seeds is not None:
-        if args.seeds < 1:
-            raise SystemExit(f"--seeds must be at least 1, got {args.seeds}")
-        config = dataclasses.replace(config, seeds=args.seeds)
+    config = setup(args)
     if args.checkpoint:
         config = dataclasses.replace(config, checkpoint=args.checkpoint)
     if args.data_dir:
         config = dataclasses.replace(
             config, voc=dataclasses.replace(config.voc, data_dir=args.data_dir)
         )
-    if not args.no_compile_cache:
-        use_compile_cache(Path(args.workdir) / "jax_cache")
     kw = {"cache_dir": args.models, "progress": not args.no_progress}
     if args.tune:
         from experiments.pointing.tune import tune

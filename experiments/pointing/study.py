@@ -21,7 +21,6 @@ earlier ones, never over them.
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 import zlib
 from collections.abc import Callable
@@ -33,27 +32,19 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxsal
-from experiments.common import EMBEDDED, as_json, base_model, summarize, write_json
+from experiments.common import (
+    EMBEDDED,
+    as_json,
+    base_model,
+    cached_arrays,
+    flatten,
+    start_study,
+    summarize,
+)
 from experiments.pointing import explain
 from experiments.pointing.config import REFERENCED, StudyConfig, scaled
 from experiments.pointing.scenes import MEAN, SINGLE, STD, explanation_set
 from jaxsal import pointing as pg
-
-
-def cached_arrays(path: Path, key: Any, compute: Callable[[], dict]) -> dict[str, np.ndarray]:
-    """Arrays {name: array} stored in an .npz beside a JSON key, reused while the key matches."""
-    meta = path.with_suffix(".json")
-    key = as_json(key)
-    if path.exists() and meta.exists() and json.loads(meta.read_text()) == key:
-        with np.load(path) as f:
-            return dict(f)
-    values = {k: np.asarray(v) for k, v in compute().items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.npz")
-    np.savez_compressed(tmp, **values)
-    tmp.replace(path)
-    write_json(meta, key)
-    return values
 
 
 def tolerance_of(config: StudyConfig, size: int) -> float:
@@ -165,7 +156,9 @@ def run_seed(workdir: Path, seed: int, config: StudyConfig, data: dict, *, param
                         "model": model.get("path") or config.checkpoint, "seed": seed,
                         "tolerance": tol, "ties": config.ties, "figure": fig, "keys": "crc32"}  # fmt: skip
             stem = lab.replace("/", "-")
-            parts.append(cached_arrays(seed_dir / "parts" / f"{stem}-{p}.npz", part_key, compute))
+            parts.append(
+                flatten(cached_arrays(seed_dir / "parts" / f"{stem}-{p}.npz", part_key, compute))
+            )
         merged = {k: np.concatenate([pt[k] for pt in parts]) for k in parts[0]}
         figure[lab] = merged.pop("figure_maps")
         merged.pop("figure_rows")
@@ -248,11 +241,7 @@ def run_study(workdir: str | Path, config: StudyConfig, *, cache_dir=None, progr
     """
     from experiments.pointing import report, voc
 
-    if config.seeds < 1:
-        raise ValueError(f"seeds must be at least 1, got {config.seeds}")
-    t0, c0 = time.perf_counter(), time.process_time()
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
+    workdir, elapsed = start_study(workdir, config.seeds)
     if config.source == "voc07":
         return voc.run_voc(workdir, config, progress=progress, log=log)
     data = [scenes_of_seed(config, s) for s in range(config.seeds)]
@@ -264,7 +253,7 @@ def run_study(workdir: str | Path, config: StudyConfig, *, cache_dir=None, progr
         "tolerance_px": seeds[0]["tolerance"], "published_voc07": pg.PUBLISHED,
         "scaled_from_224": {"tolerance": scaled(15, config.scenes.size),
                             "blur_sigma": scaled(10, config.scenes.size)},
-        "wall_seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0,
+        **elapsed(),
     })  # fmt: skip
     paths = report.write(workdir, results, seeds[0], data[0], config)
     log(report.text_tables(results, config))

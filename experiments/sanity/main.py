@@ -14,10 +14,9 @@ are loaded; results, report and figures are written beside earlier ones
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from pathlib import Path
 
-from experiments.common import add_common_arguments, load_config, use_compile_cache
+from experiments.common import add_common_arguments, setup
 from experiments.sanity.study import run_study
 
 CONFIGS = Path(__file__).parent / "configs"
@@ -36,16 +35,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
     add_common_arguments(parser, workdir="runs/sanity")
     args = parser.parse_args(argv)
-    spec = args.config
-    if args.quick and ":" not in spec:
-        spec += ":quick"
-    config = load_config(spec)
-    if args.seeds is not None:
-        if args.seeds < 1:
-            raise SystemExit(f"--seeds must be at least 1, got {args.seeds}")
-        config = dataclasses.replace(config, seeds=args.seeds)
-    if not args.no_compile_cache:
-        use_compile_cache(Path(args.workdir) / "jax_cache")
+    config = setup(args)
     return run_study(args.workdir, config, models=args.models, progress=not args.no_progress)
 
 

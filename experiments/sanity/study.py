@@ -13,7 +13,7 @@
 4. data randomisation: the maps of a model fitted to shuffled labels (`shuffled`);
 5. the attack of Dombrowski et al., with ReLU and with beta-smoothing (`manipulation`);
 
-every piece stored in `seed-s/` (`store.stored`) and reused by a rerun. Then
+every piece stored in `seed-s/` (`experiments.common.cached_arrays`) and reused by a rerun. Then
 every figure is aggregated over the seeds (mean, standard deviation over seeds,
 bootstrap 95% interval over the pooled scenes; `experiments.common.summarize`)
 and `report.write` writes the results JSON, the Markdown report and its figures
@@ -29,11 +29,10 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from experiments.common import as_json, base_model, summarize
+from experiments.common import as_json, base_model, cached_arrays, start_study, summarize
 from experiments.sanity import manipulation, randomisation, report
 from experiments.sanity.config import SanityConfig
 from experiments.sanity.shuffled import shuffled_model
-from experiments.sanity.store import stored
 from jaxsal.data.photo_scenes import photo_scenes
 from jaxsal.sanity import fresh_params
 
@@ -84,7 +83,7 @@ def run_seed(workdir: Path, seed: int, config: SanityConfig, *, models: Path | N
                 params, fresh, x, c, boxes, explain, groups=groups, key=key,
                 batch_size=config.batch_size, keep=config.figure_scenes)  # fmt: skip
 
-        r = stored(d / "randomisation" / f"{name}.npz", mkey, randomised)
+        r = cached_arrays(d / "randomisation" / f"{name}.npz", mkey, randomised)
 
         def baselines(explain=explain, trained=r["trained"]):
             maps = lambda p: randomisation.maps_of(p, x, c, explain, key=key,  # noqa: E731
@@ -97,7 +96,7 @@ def run_seed(workdir: Path, seed: int, config: SanityConfig, *, models: Path | N
 
         bkey = {**mkey, "other": None if other is None else other_record.get("path"),
                 "shuffled": shuffled_record["key"]}  # fmt: skip
-        b = stored(d / "baselines" / f"{name}.npz", bkey, baselines)
+        b = cached_arrays(d / "baselines" / f"{name}.npz", bkey, baselines)
         out["methods"][name] = {"cascading": r["cascading"], "independent": r["independent"],
                                 "cascade_maps": r["cascade_maps"], **b}  # fmt: skip
         log(f"seed {seed} {name}: fully randomised Spearman abs (box) "
@@ -117,7 +116,7 @@ def run_seed(workdir: Path, seed: int, config: SanityConfig, *, models: Path | N
                 return manipulation.attack(params, xa, explain, setting, mc, key=k,
                                            progress=progress)  # fmt: skip
 
-            a = stored(d / "manipulation" / f"{name}-{setting}.npz", akey, attacked)
+            a = cached_arrays(d / "manipulation" / f"{name}-{setting}.npz", akey, attacked)
             out["manipulation"].setdefault(name, {})[setting] = a
             log(f"seed {seed} attack {name} {setting}: Spearman to target "
                 f"{np.mean(a['untouched']['spearman_target']):.3f} -> "
@@ -178,11 +177,7 @@ def run_study(workdir: str | Path, config: SanityConfig, *, models: str | Path |
     Returns:
       The aggregated results, plus "results_path" and "report_path".
     """
-    t0, c0 = time.perf_counter(), time.process_time()
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    if config.seeds < 1:
-        raise ValueError(f"seeds must be at least 1, got {config.seeds}")
+    workdir, elapsed = start_study(workdir, config.seeds)
     unknown = [m for m in config.manipulation.methods if m not in config.methods]
     if unknown:
         raise ValueError(f"attacked methods {unknown} are not among the study's methods "
@@ -193,9 +188,7 @@ def run_study(workdir: str | Path, config: SanityConfig, *, models: str | Path |
     results["config"] = as_json(config)
     results["models"] = [as_json(s["model"]) for s in seeds]
     results["shuffled_models"] = [as_json(s["shuffled"]) for s in seeds]
-    results["wall_seconds"] = time.perf_counter() - t0
-    results["cpu_seconds"] = time.process_time() - c0
-    results["devices"] = str(jax.devices())
+    results.update(elapsed())
     paths = report.write(workdir, results, seeds[0], test_scenes(config, config.figure_scenes),
                          config)  # fmt: skip
     log(f"wrote {paths[0]} and {paths[1]} ({results['wall_seconds']:.0f} s wall, "

@@ -16,7 +16,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from experiments.common import add_common_arguments, load_config, use_compile_cache
+from experiments.common import add_common_arguments, setup
 from experiments.trust.study import run_study
 
 CONFIGS = Path(__file__).parent / "configs"
@@ -24,14 +24,7 @@ CONFIGS = Path(__file__).parent / "configs"
 
 def config_from(args):
     """The study config of the command line (config file, then the options that override it)."""
-    spec = args.config
-    if args.quick and ":" not in spec:
-        spec += ":quick"
-    config = load_config(spec)
-    if args.seeds is not None:
-        if args.seeds < 1:
-            raise SystemExit(f"--seeds must be at least 1, got {args.seeds}")
-        config = dataclasses.replace(config, seeds=args.seeds)
+    config = setup(args)
     if args.weights:
         config = dataclasses.replace(config, weights=args.weights)
     if args.data_dir:
@@ -51,8 +44,6 @@ def main(argv: list[str] | None = None) -> dict:
     add_common_arguments(parser, workdir="runs/trust")
     args = parser.parse_args(argv)
     config = config_from(args)
-    if not args.no_compile_cache:
-        use_compile_cache(Path(args.workdir) / "jax_cache")
     return run_study(args.workdir, config, models_dir=args.models,
                      progress=not args.no_progress)  # fmt: skip
 

@@ -20,14 +20,12 @@ from __future__ import annotations
 
 import functools
 import json
-import time
 from collections.abc import Callable
 from pathlib import Path
 
-import jax
 import numpy as np
 
-from experiments.common import as_json, summarize, write_json
+from experiments.common import as_json, cached_arrays, flatten, start_study, summarize
 from experiments.trust import heads as head_runs
 from experiments.trust import report
 from experiments.trust.config import StudyConfig
@@ -40,21 +38,6 @@ from jaxsal.train import classification_metrics, predict
 def slug(name: str) -> str:
     """A directory name for a head."""
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-
-
-def _values_file(path: Path, compute: Callable[[], dict], key) -> dict[str, np.ndarray]:
-    """Per-image arrays cached in an .npz, reused while `key` matches its .json."""
-    meta, key = path.with_suffix(".json"), as_json(key)
-    if path.exists() and meta.exists() and json.loads(meta.read_text()) == key:
-        with np.load(path) as f:
-            return dict(f)
-    values = compute()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.npz")
-    np.savez(tmp, **values)
-    tmp.replace(path)
-    write_json(meta, key)
-    return values
 
 
 def run_seed(workdir: Path, seed: int, config: StudyConfig, data: StudyData, *, models_dir: Path,
@@ -98,7 +81,7 @@ def run_seed(workdir: Path, seed: int, config: StudyConfig, data: StudyData, *, 
 
     key = {"heads": [records[h.name]["config"] for h in config.heads], "methods": config.methods,
            "examples": config.examples, "split": "test"}  # fmt: skip
-    values = _values_file(seed_dir / "test.npz", compute, key)
+    values = flatten(cached_arrays(seed_dir / "test.npz", key, compute))  # flat "head/score" keys
     keep = ("seconds", "on_features", "steps", "history")
     return {"seed": seed, "backbone": bb_record, "values": values,
             "records": {n: {k: r[k] for k in keep} for n, r in records.items()}}  # fmt: skip
@@ -197,11 +180,7 @@ def run_study(
     Returns:
       The aggregated results, plus "results_path" and "report_path".
     """
-    t0, c0 = time.perf_counter(), time.process_time()
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    if config.seeds < 1:
-        raise ValueError(f"seeds must be at least 1, got {config.seeds}")
+    workdir, elapsed = start_study(workdir, config.seeds)
     models_dir = workdir / "models" if models_dir is None else Path(models_dir)
     data = make_data(config.data) if data is None else data
     seeds = [run_seed(workdir, s, config, data, models_dir=models_dir, backbone=backbone,
@@ -209,9 +188,7 @@ def run_study(
     results = aggregate(seeds, config, data)
     results["config"] = as_json(config)
     results["backbones"] = [as_json(s["backbone"]) for s in seeds]
-    results["wall_seconds"] = time.perf_counter() - t0
-    results["cpu_seconds"] = time.process_time() - c0
-    results["devices"] = str(jax.devices())
+    results.update(elapsed())
     results_path, report_path = report.write(workdir, results, seeds[0], data, config)
     log(report.text_tables(results, config))
     log(f"wrote {results_path} and {report_path}")

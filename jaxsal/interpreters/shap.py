@@ -3,7 +3,8 @@
 Captum 0.9's methods with the interpreter signature. Each draws its random
 samples from `key` alone, with a public function that returns exactly the
 draws it uses (`gradient_shap_draws`, `kernel_shap_samples`, `lime_samples`,
-`shapley_permutations`), so that another library can be fed the same ones.
+`shapley_permutations`, in `jaxsal.interpreters.shap_sampling` and importable
+from here), so that another library can be fed the same ones.
 
 KernelSHAP, LIME and Shapley Value Sampling perturb *features*: groups of
 pixels given by an integer `feature_mask` (superpixels); a feature switched
@@ -28,8 +29,6 @@ References:
 
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -51,95 +50,16 @@ from jaxsal.interpreters.ablation import (
 )
 from jaxsal.interpreters.base import interpreter, require_key
 from jaxsal.interpreters.gradient import simple_grad
+from jaxsal.interpreters.shap_sampling import (
+    gradient_shap_draws,
+    kernel_shap_samples,
+    lime_samples,
+    shapley_permutations,
+    weighted_linear_fit,
+)
 
 KERNEL_SHAP_INF_WEIGHT = 1e6  # Captum's weight of the all-on and all-off coalitions
 DISTANCES = ("cosine", "euclidean")
-
-# ------------------------------------------------------------------ draws
-
-
-@functools.partial(jax.jit, static_argnames=("x_shape", "n_baselines", "n_samples", "dtype"))
-def gradient_shap_draws(key, x_shape, n_baselines: int, n_samples: int, dtype=None):
-    """GradientShap's draws: `(index, alpha, noise)`, with alpha and noise of `dtype`.
-
-    `x_shape` is a tuple, `dtype` that of x (default: JAX's default float).
-
-    Returns:
-      index: (n_samples, N) ints, the baseline of each sample, uniform in [0, B).
-      alpha: (n_samples, N) uniform in [0, 1), the point on the segment.
-      noise: (n_samples, N, H, W, C) standard normal, scaled by `stdevs`.
-    """
-    k_index, k_alpha, k_noise = jax.random.split(key, 3)
-    dtype = jnp.result_type(float) if dtype is None else dtype
-    n = x_shape[0]
-    index = jax.random.randint(k_index, (n_samples, n), 0, n_baselines)
-    alpha = jax.random.uniform(k_alpha, (n_samples, n), dtype)
-    noise = jax.random.normal(k_noise, (n_samples,) + tuple(x_shape), dtype)
-    return index, alpha, noise
-
-
-@functools.partial(jax.jit, static_argnames=("n", "n_samples", "n_features"))
-def kernel_shap_samples(key, n: int, n_samples: int, n_features: int) -> jax.Array:
-    """KernelSHAP's coalitions, (n, n_samples, M) booleans (True: the feature is present).
-
-    As Captum draws them: all features on, all off, then `n_samples - 2`
-    coalitions whose size k in 1 .. M-1 is drawn with p(k) proportional to
-    (M - 1) / (k (M - k)) and whose members are a uniform subset of that
-    size (the k largest of M standard normals), so that with unit weights
-    the sample follows the Shapley kernel.
-    """
-    m = n_features
-    k_size, k_members = jax.random.split(key)
-    sizes = np.arange(1, m)
-    logits = jnp.asarray(np.log((m - 1) / (sizes * (m - sizes))))
-    size = jax.random.categorical(k_size, logits, shape=(n, n_samples - 2)) + 1
-    scores = jax.random.normal(k_members, (n, n_samples - 2, m))
-    rank = jnp.argsort(jnp.argsort(scores, axis=-1), axis=-1)
-    drawn = rank >= m - size[..., None]
-    ends = jnp.stack([jnp.ones((n, m), bool), jnp.zeros((n, m), bool)], axis=1)
-    return jnp.concatenate([ends, drawn], axis=1)
-
-
-@functools.partial(jax.jit, static_argnames=("n", "n_samples", "n_features"))
-def lime_samples(key, n: int, n_samples: int, n_features: int) -> jax.Array:
-    """LIME's samples, (n, n_samples, M) booleans: each feature on with probability 1/2."""
-    return jax.random.bernoulli(key, 0.5, (n, n_samples, n_features))
-
-
-@functools.partial(jax.jit, static_argnames=("n_samples", "n_features"))
-def shapley_permutations(key, n_samples: int, n_features: int) -> jax.Array:
-    """Shapley Value Sampling's feature orders, (n_samples, M), shared by all images."""
-    return jax.vmap(lambda k: jax.random.permutation(k, n_features))(
-        jax.random.split(key, n_samples)
-    )
-
-
-# ------------------------------------------------------------------ shared pieces
-
-
-def weighted_linear_fit(z: jax.Array, y: jax.Array, w: jax.Array, alpha) -> jax.Array:
-    """Coefficients of y ~ b0 + z @ coef by weighted least squares, ridge penalty `alpha`.
-
-    Minimises sum_s w_s (y_s - b0 - z_s . coef)^2 + alpha |coef|^2 (the
-    intercept is not penalised) as scikit-learn does: centre z and y by their
-    weighted means, scale rows by sqrt(w), and solve through an SVD. With
-    `alpha = 0` singular values below max(S, M) * eps of the largest are
-    dropped, giving the minimum-norm solution of `LinearRegression`.
-
-    Args:
-      z: (S, M) design (the interpretable samples).
-      y: (S,) targets.
-      w: (S,) positive sample weights.
-      alpha: ridge penalty (0: least squares).
-    """
-    sw = w / w.sum()
-    zc = (z - (sw @ z)[None]) * jnp.sqrt(w)[:, None]
-    yc = (y - sw @ y) * jnp.sqrt(w)
-    u, s, vt = jnp.linalg.svd(zc, full_matrices=False)
-    cut = jnp.finfo(zc.dtype).eps * max(zc.shape) * s[0]
-    keep = (s > cut) | (alpha > 0)
-    d = jnp.where(keep, s / jnp.where(keep, s * s + alpha, 1.0), 0.0)
-    return vt.T @ (d * (u.T @ yc))
 
 
 def _masked_scores(params, x, c, ref, mask):
@@ -152,9 +72,26 @@ def _masked_scores(params, x, c, ref, mask):
     return run
 
 
-def _check_features(n_features, method: str, minimum: int = 1) -> None:
-    check_count(n_features, "n_features", method, minimum,
+def _features_setup(method: str, x, key, feature_mask, n_features, baseline, n_samples, chunk,
+                    *, unit: str, min_features: int = 1, min_samples: int = 1, note: str = ""):  # fmt: skip
+    """The checked inputs of a feature-perturbing estimator: (key, n_samples, mask, reference).
+
+    Refuses a missing key, fewer than `min_features` features or `min_samples`
+    samples, a bad chunk, a mask or baseline that does not fit x.
+    """
+    key = require_key(key, method)
+    check_count(n_features, "n_features", method, min_features,
                 " (the feature ids are 0 .. n_features - 1)")  # fmt: skip
+    n_samples = check_count(n_samples, "n_samples", method, min_samples, note)
+    check_chunk(chunk, method, unit)
+    mask = feature_mask_4d(feature_mask, x.shape, method)
+    return key, n_samples, mask, reference_like(baseline, x, method)
+
+
+def _surrogate(z, y, w, alpha, mask, x):
+    """Per image, the weighted linear fit of y (S, N) on z (N, S, M); each pixel its coefficient."""
+    fit = jax.vmap(weighted_linear_fit, in_axes=(0, 0, 0, None))
+    return per_feature(fit(z.astype(x.dtype), y.T, w, alpha), mask, x.shape)
 
 
 # ------------------------------------------------------------------ GradientShap
@@ -255,20 +192,15 @@ def kernel_shap(
       Lundberg and Lee, A unified approach to interpreting model predictions (2017).
       Captum's `KernelShap`.
     """
-    key = require_key(key, "kernel_shap")
-    _check_features(n_features, "kernel_shap", 2)
-    n_samples = check_count(n_samples, "n_samples", "kernel_shap", 2,
-                            " (the all-on and all-off coalitions come first)")  # fmt: skip
-    check_chunk(chunk, "kernel_shap", "coalitions")
-    mask = feature_mask_4d(feature_mask, x.shape, "kernel_shap")
-    ref = reference_like(baseline, x, "kernel_shap")
+    key, n_samples, mask, ref = _features_setup(
+        "kernel_shap", x, key, feature_mask, n_features, baseline, n_samples, chunk,
+        unit="coalitions", min_features=2, min_samples=2,
+        note=" (the all-on and all-off coalitions come first)")  # fmt: skip
     z = kernel_shap_samples(key, x.shape[0], n_samples, n_features)
     y = map_chunks(_masked_scores(params, x, c, ref, mask), z.transpose(1, 0, 2), chunk)
     size = z.sum(axis=-1)
     w = jnp.where((size == 0) | (size == n_features), KERNEL_SHAP_INF_WEIGHT, 1.0).astype(x.dtype)
-    fit = jax.vmap(weighted_linear_fit, in_axes=(0, 0, 0, None))
-    coef = fit(z.astype(x.dtype), y.T, w, 0.0)
-    return per_feature(coef, mask, x.shape)
+    return _surrogate(z, y, w, 0.0, mask, x)
 
 
 # ------------------------------------------------------------------ LIME
@@ -336,14 +268,11 @@ def lime(
     References:
       Ribeiro et al., "Why should I trust you?" (2016). Captum's `Lime`.
     """
-    key = require_key(key, "lime")
-    _check_features(n_features, "lime")
-    n_samples = check_count(n_samples, "n_samples", "lime", 2)
-    check_chunk(chunk, "lime", "samples")
     if distance not in DISTANCES:
         raise ValueError(f'lime: unknown distance "{distance}"; choose "cosine" or "euclidean"')
-    mask = feature_mask_4d(feature_mask, x.shape, "lime")
-    ref = reference_like(baseline, x, "lime")
+    key, n_samples, mask, ref = _features_setup(
+        "lime", x, key, feature_mask, n_features, baseline, n_samples, chunk, unit="samples",
+        min_samples=2)  # fmt: skip
     z = lime_samples(key, x.shape[0], n_samples, n_features)
 
     def run(zk):
@@ -352,9 +281,7 @@ def lime(
 
     y, d = map_chunks(run, z.transpose(1, 0, 2), chunk)
     w = jnp.exp(-(d**2) / (2.0 * jnp.asarray(kernel_width, x.dtype) ** 2))
-    fit = jax.vmap(weighted_linear_fit, in_axes=(0, 0, 0, None))
-    coef = fit(z.astype(x.dtype), y.T, w.T, jnp.asarray(alpha, x.dtype))
-    return per_feature(coef, mask, x.shape)
+    return _surrogate(z, y, w.T, jnp.asarray(alpha, x.dtype), mask, x)
 
 
 # ------------------------------------------------------------------ Shapley Value Sampling
@@ -390,12 +317,9 @@ def shapley_value_sampling(
       Castro et al., Polynomial calculation of the Shapley value based on sampling (2009).
       Captum's `ShapleyValueSampling`.
     """
-    key = require_key(key, "shapley_value_sampling")
-    _check_features(n_features, "shapley_value_sampling")
-    n_samples = check_count(n_samples, "n_samples", "shapley_value_sampling")
-    check_chunk(chunk, "shapley_value_sampling", "perturbed inputs")
-    mask = feature_mask_4d(feature_mask, x.shape, "shapley_value_sampling")
-    ref = reference_like(baseline, x, "shapley_value_sampling")
+    key, n_samples, mask, ref = _features_setup(
+        "shapley_value_sampling", x, key, feature_mask, n_features, baseline, n_samples, chunk,
+        unit="perturbed inputs")  # fmt: skip
     m = n_features
     perms = shapley_permutations(key, n_samples, m)
     rank = jnp.argsort(perms, axis=1)  # rank[s, f]: the step at which feature f is added
@@ -406,3 +330,18 @@ def shapley_value_sampling(
     before = jnp.concatenate([jnp.broadcast_to(f0, (n_samples, 1, f0.shape[0])), f[:, :-1]], 1)
     gain = jnp.take_along_axis(f - before, rank[:, :, None], axis=1)  # (S, M, N) by feature
     return per_feature(gain.mean(axis=0).T, mask, x.shape)
+
+
+__all__ = [
+    "DISTANCES",
+    "KERNEL_SHAP_INF_WEIGHT",
+    "gradient_shap",
+    "gradient_shap_draws",
+    "kernel_shap",
+    "kernel_shap_samples",
+    "lime",
+    "lime_samples",
+    "shapley_permutations",
+    "shapley_value_sampling",
+    "weighted_linear_fit",
+]
