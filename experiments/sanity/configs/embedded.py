@@ -5,6 +5,8 @@
         --config experiments/sanity/configs/embedded.py:full --seeds 3   # the documented run
     python -m experiments.sanity --workdir runs/sanity-v2 \
         --config experiments/sanity/configs/embedded.py:seeds3          # 3 seeds (docs)
+    python -m experiments.sanity --workdir runs/sanity-v2 \
+        --config experiments/sanity/configs/embedded.py:attack20        # 20 attacked scenes
     python -m experiments.sanity --workdir /tmp/q --quick                # smoke run
 
 `full`: the papers' constants: SmoothGrad 50 samples, VarGrad 25, Integrated
@@ -15,7 +17,8 @@ about 10 minutes on 2 CPU cores (one seed): SmoothGrad 10 samples, VarGrad
 10, Integrated Gradients 16 steps; the attack (1,500 steps, ReLU and beta 10,
 3, 1) on 5 scenes and the gradient only. `seeds3`: the default cuts for 3
 seeds (base models 0, 1, 2), the attack on 10 scenes per seed (30 attacked
-scenes pooled); about 25 minutes per seed on 2 CPU cores. `quick`: the
+scenes pooled); about 25 minutes per seed on 2 CPU cores. `attack20`: the
+default (one seed) with the attack on 20 scenes. `quick`: the
 pipeline at 64 px on a few scenes (untuned numbers).
 
 Tuning: TUNED.
@@ -45,7 +48,7 @@ SEEDS3_CUTS = ("SmoothGrad 10 samples, VarGrad 10, Integrated Gradients 16 steps
 
 
 def get_config(arg: str | None = None) -> SanityConfig:
-    """`default`, `seeds3`, `full` or `quick` (see the module docstring)."""
+    """`default`, `seeds3`, `attack20`, `full` or `quick` (see the module docstring)."""
     arg = arg or "default"
     if arg == "full":
         return FULL
@@ -59,6 +62,11 @@ def get_config(arg: str | None = None) -> SanityConfig:
         return dataclasses.replace(FULL, smoothgrad_samples=10, vargrad_samples=10, ig_steps=16,
                                    manipulation=attack, seeds=3,
                                    tuned=f"{TUNED} Cuts: {SEEDS3_CUTS}.")  # fmt: skip
+    if arg == "attack20":
+        attack = dataclasses.replace(FULL.manipulation, methods=("simple_grad",), scenes=20)
+        return dataclasses.replace(FULL, smoothgrad_samples=10, vargrad_samples=10, ig_steps=16,
+                                   manipulation=attack,
+                                   tuned=f"{TUNED} Cuts: {DEFAULT_CUTS.replace(' 5 ', ' 20 ')}.")  # fmt: skip
     if arg == "quick":
         train = dataclasses.replace(EMBEDDED, size=64, n_train=128, n_eval=32, epochs=1,
                                     warmup_steps=2, guard_step=None)  # fmt: skip
@@ -70,4 +78,4 @@ def get_config(arg: str | None = None) -> SanityConfig:
             shuffled=ShuffledConfig(n_train=32, epochs=2, batch_size=16, warmup_steps=2),
             tuned="quick smoke configuration (not tuned)",
         )  # fmt: skip
-    raise ValueError(f'unknown sanity config "{arg}"; use default, seeds3, full or quick')
+    raise ValueError(f'unknown sanity config "{arg}"; use default, seeds3, attack20, full or quick')
