@@ -89,3 +89,20 @@ def test_command_line_quick_flag_and_seeds(tmp_path, monkeypatch, float32):
           "--no-compile-cache", "--models", str(tmp_path / "m")])  # fmt: skip
     assert seen["config"].seeds == 2 and seen["config"].train.size == 64
     assert seen["models"] == str(tmp_path / "m") and seen["progress"] is False
+
+
+def test_documented_configs():
+    """The configs behind docs/sanity.md have the sizes the docs state, and a bad name says so."""
+    import pytest
+
+    seeds3, attack20, full = get_config("seeds3"), get_config("attack20"), get_config("full")
+    assert (seeds3.seeds, seeds3.scenes, seeds3.manipulation.scenes) == (3, 50, 10)
+    assert (attack20.seeds, attack20.manipulation.scenes) == (1, 20)
+    for c in (seeds3, attack20):
+        assert c.manipulation.methods == ("simple_grad",)
+        assert c.manipulation.betas == (10.0, 3.0, 1.0)
+        assert c.manipulation.attack.steps == 1500  # the paper's
+        assert (c.smoothgrad_samples, c.vargrad_samples, c.ig_steps) == (10, 10, 16)
+    assert (full.smoothgrad_samples, full.vargrad_samples, full.ig_steps) == (50, 25, 50)
+    with pytest.raises(ValueError, match="use default, seeds3, attack20, full or quick"):
+        get_config("seeds4")
