@@ -36,3 +36,11 @@ def test_console_scripts_resolve():
     for target in scripts.values():
         module, func = target.split(":")
         assert callable(getattr(importlib.import_module(module), func))
+
+
+def test_tuning_refuses_seeds():
+    """Tuning trains seed 0 only: --seeds is refused, not silently ignored."""
+    from experiments.trust.tune import main
+
+    with pytest.raises(SystemExit, match="--seeds does not apply to tuning"):
+        main(["--seeds", "3", "--no-compile-cache"])

@@ -20,10 +20,9 @@ from pathlib import Path
 
 from experiments.common import (
     add_common_arguments,
-    load_config,
     markdown_table,
     output_names,
-    use_compile_cache,
+    setup,
     write_json,
 )
 from experiments.trust import heads as head_runs
@@ -90,12 +89,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--epochs", type=int, default=None, help="override the config's epochs")
     add_common_arguments(parser, workdir="runs/trust-tune")
     args = parser.parse_args(argv)
-    spec = args.config + (":quick" if args.quick and ":" not in args.config else "")
-    config = load_config(spec)
+    if args.seeds is not None:
+        raise SystemExit("--seeds does not apply to tuning: it trains seed 0 on the validation "
+                         "split; run the study with --seeds instead")  # fmt: skip
+    config = setup(args)
     if args.epochs:
         config = dataclasses.replace(config, epochs=args.epochs)
-    if not args.no_compile_cache:
-        use_compile_cache(Path(args.workdir) / "jax_cache")
     losses = tuple(s for s in args.losses.split(",") if s)
     unknown = [s for s in losses if s not in LOSSES]
     if unknown:
