@@ -132,3 +132,31 @@ def test_tuning_choice_by_hand():
     assert choose(pts, 0.4)["lam"] == 0.3  # none within: the gentlest, not the best FSR
     tie = [dict(pts[0], fsr=0.0), dict(pts[1], fsr=0.0)]
     assert choose(tie, 1.5)["lam"] == 0.3  # ties: the lower lambda
+
+
+def test_long_configs_follow_their_validation_grids():
+    """The documented long configs hold the lambdas the tuning rule picks from the validation
+    grids recorded in docs/fooling.md (FSR, drop in points), and their schedules."""
+    from experiments.fooling.tune import choose
+
+    grid_3000 = {  # tune --steps 3000 --lrs 2e-4, seed 0, validation
+        "location-gradcam": [(10, 1.0, -0.75), (3, 0.603, 3.85)],
+        "location-lrp_t": [(10, 0.6, 3.1), (30, 0.696, 7.15)],
+        "center_mass-gradcam": [(0.3, 0.9985, 6.25), (1, 0.9995, 9.15)],
+        "center_mass-lrp_t": [(0.3, 0.9985, 6.45), (1, 1.0, 6.15)],
+        "active-gradcam": [(10, 1.0, 4.1), (30, 1.0, 3.6)],
+        "active-lrp_t": [(10, 0.0, 5.0), (30, 0.0, 4.85)],
+    }
+    long = load_config("experiments/fooling/configs/embedded.py:long")
+    assert [r.label for r in long.runs] == list(grid_3000)
+    for run in long.runs:
+        pts = [{"lam": lam, "lr": 2e-4, "fsr": f, "drop": d} for lam, f, d in grid_3000[run.label]]
+        assert run.lam == choose(pts, 1.5)["lam"], run.label
+        assert (run.lr, run.steps, run.batch_size) == (2e-4, 3000, 16)
+    topk = load_config("experiments/fooling/configs/embedded.py:topk_long")
+    assert [(r.label, r.lam, r.lr, r.steps) for r in topk.runs] == [
+        ("topk-gradcam", 1.0, 2e-4, 600),
+        ("topk-lrp_t", 1.0, 2e-4, 600),
+    ]
+    with pytest.raises(ValueError, match="use default, topk_long, long or quick"):
+        load_config("experiments/fooling/configs/embedded.py:longer")
