@@ -28,6 +28,21 @@ def test_summaries_over_seeds_by_hand():
     items = [np.array([1, 0, 1, 1]), np.array([1, 1, 1, 1])]
     s = summarize([0.75, 1.0], items)
     assert s["n"] == 4 and s["ci"][0] <= 0.875 <= s["ci"][1] <= 1.0
+    s = summarize([0.5, float("nan"), 0.9])  # NaN seeds are left out of mean and sd
+    assert s["mean"] == pytest.approx(0.7) and s["sd"] == pytest.approx(0.2 * 2**0.5)
+
+
+def test_all_nan_figures_are_nan_without_warnings():
+    import warnings
+
+    from experiments.common import nan_mean
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's "Mean of empty slice" would fail here
+        assert np.isnan(nan_mean([np.nan, np.nan]))
+        s = summarize([float("nan")], [np.full(5, np.nan)])
+        assert np.isnan(s["mean"]) and np.isnan(s["sd"]) and np.isnan(s["ci"][0])
+        assert summarize([0.4])["mean"] == 0.4 and np.isnan(summarize([0.4])["sd"])
 
 
 def test_main_job_quick_end_to_end_then_resumed(tmp_path, capsys, float32):

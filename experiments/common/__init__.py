@@ -14,7 +14,7 @@ from experiments.common.config import add_common_arguments, load_config, record,
 from experiments.common.models import EMBEDDED, base_model
 from experiments.common.photos import photo_batch
 from experiments.common.report import markdown_table, save_figure
-from experiments.common.stats import bootstrap_ci, fmt, summarize
+from experiments.common.stats import bootstrap_ci, fmt, nan_mean, summarize
 from experiments.common.workdir import (
     as_json,
     cached,
@@ -38,6 +38,7 @@ __all__ = [
     "fmt",
     "load_config",
     "markdown_table",
+    "nan_mean",
     "output_names",
     "photo_batch",
     "record",

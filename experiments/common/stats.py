@@ -25,6 +25,13 @@ def bootstrap_ci(values, *, level: float = 0.95, resamples: int = 2000, seed: in
     return (float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha)))
 
 
+def nan_mean(values) -> float:
+    """The mean of the finite entries of `values`; NaN (without a warning) when there are none."""
+    v = np.asarray(values, np.float64).ravel()
+    v = v[np.isfinite(v)]
+    return float(v.mean()) if v.size else float("nan")
+
+
 def summarize(per_seed: Sequence[float], items: Sequence | None = None) -> dict:
     """A figure over seeds: {"mean", "sd", "N" (seeds), "n" (items per seed), "ci", "values"}.
 
@@ -36,8 +43,8 @@ def summarize(per_seed: Sequence[float], items: Sequence | None = None) -> dict:
     """
     values = np.asarray(per_seed, np.float64)
     out = {
-        "mean": float(np.nanmean(values)) if values.size else float("nan"),
-        "sd": float(np.nanstd(values, ddof=1)) if values.size > 1 else float("nan"),
+        "mean": nan_mean(values),
+        "sd": _nan_sd(values),
         "N": int(values.size),
         "values": values.tolist(),
     }
@@ -48,6 +55,11 @@ def summarize(per_seed: Sequence[float], items: Sequence | None = None) -> dict:
     else:
         out["ci"] = bootstrap_ci(values)
     return out
+
+
+def _nan_sd(values: np.ndarray) -> float:
+    v = values[np.isfinite(values)]
+    return float(np.std(v, ddof=1)) if v.size > 1 else float("nan")
 
 
 def fmt(summary: dict, digits: int = 3, *, scale: float = 1.0) -> str:

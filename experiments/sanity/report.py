@@ -191,7 +191,9 @@ def text(results: dict, config) -> str:
         "### Baseline (floor): the trained map of another scene", "",
         similarity_table(results, lambda m: m["other_scene"]), "",
         "### Baseline (reference): an independently trained base model", "",
-        similarity_table(results, lambda m: m["independent_model"]), "",
+        (similarity_table(results, lambda m: m["independent_model"]) if n_seeds > 1 else
+         "Not measured: it needs two seeds or more (`--seeds 2`; seed s is compared with "
+         "base model s + 1)."), "",
         "### Independent randomisation of each group alone (Spearman abs, box)", "",
         independent_table(results), "",
         f"![cascade]({fig}/cascade.png)", "", f"![cascading]({fig}/cascading.png)", "",

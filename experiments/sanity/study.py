@@ -29,7 +29,14 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from experiments.common import as_json, base_model, cached_arrays, start_study, summarize
+from experiments.common import (
+    as_json,
+    base_model,
+    cached_arrays,
+    nan_mean,
+    start_study,
+    summarize,
+)
 from experiments.sanity import manipulation, randomisation, report
 from experiments.sanity.config import SanityConfig
 from experiments.sanity.shuffled import shuffled_model
@@ -126,7 +133,7 @@ def run_seed(workdir: Path, seed: int, config: SanityConfig, *, models: Path | N
 
 
 def _summary(per_seed: list[np.ndarray]) -> dict:
-    return summarize([float(np.nanmean(v)) for v in per_seed], per_seed)
+    return summarize([nan_mean(v) for v in per_seed], per_seed)
 
 
 def _tree(per_seed: list):

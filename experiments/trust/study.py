@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments.common import as_json, cached_arrays, flatten, start_study, summarize
+from experiments.common import as_json, cached_arrays, flatten, nan_mean, start_study, summarize
 from experiments.trust import heads as head_runs
 from experiments.trust import report
 from experiments.trust.config import StudyConfig
@@ -90,7 +90,7 @@ def run_seed(workdir: Path, seed: int, config: StudyConfig, data: StudyData, *, 
 def _paired(seeds, fn) -> dict:
     """summarize() of a per-image quantity `fn(values) -> (N,)` over the seeds."""
     items = [np.asarray(fn(s["values"]), np.float64) for s in seeds]
-    return summarize([float(np.nanmean(i)) for i in items], items)
+    return summarize([nan_mean(i) for i in items], items)
 
 
 def _epoch_means(history: list[dict], key: str, steps_per_epoch: int) -> np.ndarray:
