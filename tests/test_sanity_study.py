@@ -64,6 +64,11 @@ def test_study_end_to_end_and_resumed(tmp_path, float32):
     assert len(results["shuffled_models"]) == 2 and "train_accuracy" in results["shuffled"]
     report = (tmp_path / "report.md").read_text()
     assert "| Grad-CAM |" in report and "## Findings" in report and "N = 2 seed(s)" in report
+    assert "Not measured: it needs two seeds" not in report
+    from experiments.sanity.report import text
+
+    one_seed = text({**results, "seeds": 1}, config)  # the independent model needs 2 seeds
+    assert "Not measured: it needs two seeds or more" in one_seed
 
     # Resumed: every stored piece is reused (unchanged on disk), the outputs go beside the old ones.
     pieces = sorted((tmp_path / "seed-0").rglob("*.npz"))
