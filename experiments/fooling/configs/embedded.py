@@ -80,14 +80,10 @@ TUNED_LONG = (
 # Location, Center-mass and Active with 3,000 Adam steps at lr 2e-4 (five times topk_long's
 # steps): lambda chosen on validation (seed 0) by the same rule from two points per run
 # (`tune --steps 3000 --lrs 2e-4`, run on a GPU; docs/fooling.md, "3,000 steps").
-LONG = (
-    RunConfig("location", "gradcam", lam=10.0, lr=2e-4, steps=3000),
-    RunConfig("location", "lrp_t", lam=10.0, lr=2e-4, steps=3000),
-    RunConfig("center_mass", "gradcam", lam=0.3, lr=2e-4, steps=3000),
-    RunConfig("center_mass", "lrp_t", lam=1.0, lr=2e-4, steps=3000),
-    RunConfig("active", "gradcam", lam=30.0, lr=2e-4, steps=3000, fool_batch=8),
-    RunConfig("active", "lrp_t", lam=30.0, lr=2e-4, steps=3000, fool_batch=8),
-)
+LONG_LAMS = {"location-gradcam": 10.0, "location-lrp_t": 10.0, "center_mass-gradcam": 0.3,
+             "center_mass-lrp_t": 1.0, "active-gradcam": 30.0, "active-lrp_t": 30.0}  # fmt: skip
+LONG = tuple(dataclasses.replace(r, lam=LONG_LAMS[r.label], lr=2e-4, steps=3000)
+             for r in RUNS if r.label in LONG_LAMS)  # fmt: skip
 TUNED_3000 = (
     "lambda on the validation split (seed 0's base model) at lr 2e-4 and 3,000 steps, two "
     "points per run, the same rule (highest FSR within 1.5 points of validation Top-1; if "
