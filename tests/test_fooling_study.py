@@ -160,3 +160,31 @@ def test_long_configs_follow_their_validation_grids():
     ]
     with pytest.raises(ValueError, match="use default, topk_long, long or quick"):
         load_config("experiments/fooling/configs/embedded.py:longer")
+
+
+def test_active_classes_skip_pairs_with_constant_maps(monkeypatch):
+    """A pair whose maps are constant (Spearman undefined) is never chosen; all constant is an
+    error naming the fix. Maps by hand: pair (0, 1) constant, (0, 2) opposite, (1, 2) equal."""
+    import jax.numpy as jnp
+
+    from experiments.fooling import calibrate
+
+    ramp = jnp.arange(16.0).reshape(1, 4, 4, 1)
+
+    def fake_maps(params, x, c, fooling, *args):  # traced under jit: select with where
+        code = x[:, :1, :1, :1]
+        sign = jnp.where((code == 2) & (c[:, None, None, None] == 2), -1.0, 1.0)
+        return jnp.where(code == 1, 1.0, sign * ramp)  # (0, 1) flat; (0, 2) opposite ranks
+
+    class Data:
+        def composites(self, split, pair):
+            code = {(0, 1): 1.0, (0, 2): 2.0, (1, 2): 3.0}[pair]
+            return {"image": np.full((3, 4, 4, 1), code, np.float32)}
+
+    monkeypatch.setattr(calibrate, "heatmap_of", fake_maps)
+    pairs = [(0, 1), (0, 2), (1, 2)]
+    pair, scores = calibrate.choose_classes(None, Data(), candidates=pairs, n=3)
+    assert pair == (0, 2) and scores["0-2"] == pytest.approx(-1.0)
+    assert np.isnan(scores["0-1"]) and scores["1-2"] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="set DataConfig.classes"):
+        calibrate.choose_classes(None, Data(), candidates=[(0, 1)], n=3)

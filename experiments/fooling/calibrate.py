@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from experiments.common import nan_mean
 from experiments.fooling.data import FoolingData
 from experiments.fooling.runs import TESTS, paper_interval
 from jaxsal.fooling import Fooling, heatmap_of
@@ -75,7 +76,14 @@ def choose_classes(
     for a, b in pairs:
         x = data.composites("validation", (a, b))["image"][:n]
         c1, c2 = (jnp.full((len(x),), k, jnp.int32) for k in (a, b))
-        scores[f"{a}-{b}"] = float(np.nanmean(np.asarray(similarity(jnp.asarray(x), c1, c2))))
-    best = min(scores, key=scores.get)
+        scores[f"{a}-{b}"] = nan_mean(np.asarray(similarity(jnp.asarray(x), c1, c2)))
+    defined = {k: v for k, v in scores.items() if np.isfinite(v)}  # constant maps: undefined
+    if not defined:
+        raise ValueError(
+            "the original model's maps are constant on every validation composite, so no class "
+            "pair can be chosen for Active fooling; train the model further or set "
+            "DataConfig.classes"
+        )
+    best = min(defined, key=defined.get)
     a, b = (int(k) for k in best.split("-"))
     return (a, b), scores
