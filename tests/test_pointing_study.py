@@ -70,3 +70,18 @@ def test_tuning_on_validation_records_the_grid(tmp_path, float32):
     assert record["chosen"]["dssr_theta"] == 0.5 and (tmp_path / "tuning.json").exists()
     with pytest.raises(ValueError, match="validation"):
         tune.tune(tmp_path, config, scenes=ScenesConfig(split="test"), grid=grid)
+
+
+def test_documented_dssr_constants_follow_the_validation_rows():
+    """The embedded configs hold what the tuning rule picks from the validation rows recorded
+    in docs/perturbation.md (pointing score, energy in the box), and the rule's order by hand."""
+    rows = [{"dssr_theta": t, "dssr_lam_small": ls, "score": 0.5208, "energy": e}
+            for t, ls, e in ((0.25, 0.1, 0.14893), (0.25, 1.0, 0.16600), (0.5, 0.1, 0.14891),
+                             (0.5, 1.0, 0.16600), (0.75, 0.1, 0.14870), (0.75, 1.0, 0.16600))]  # fmt: skip
+    best = tune.choose(rows)
+    for arg in ("default", "full"):
+        s = load_config(f"{CONFIG}:{arg}").settings
+        assert (s.dssr_theta, s.dssr_lam_small) == (best["dssr_theta"], best["dssr_lam_small"])
+    assert (best["dssr_theta"], best["dssr_lam_small"]) == (0.25, 1.0)
+    better = dict(rows[0], score=0.6)  # the score decides before the energy
+    assert tune.choose([*rows, better]) is better

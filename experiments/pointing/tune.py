@@ -29,6 +29,12 @@ GRID = {"dssr_theta": (0.25, 0.5, 0.75), "dssr_lam_small": (0.1, 1.0)}
 VALIDATION = ScenesConfig(split="validation", singles=16, composites=4)
 
 
+def choose(rows: list[dict]) -> dict:
+    """The row with the highest validation pointing score, ties broken by the energy in the
+    box; among exact ties the first row of the grid's order."""
+    return max(rows, key=lambda r: (r["score"], r["energy"]))
+
+
 def tune(workdir: str | Path, config: StudyConfig, *, scenes: ScenesConfig = VALIDATION,
          grid: dict = GRID, cache_dir=None, progress: bool = True,
          log: Callable[[str], None] = print) -> dict:  # fmt: skip
@@ -56,7 +62,7 @@ def tune(workdir: str | Path, config: StudyConfig, *, scenes: ScenesConfig = VAL
                      "energy": float(np.mean(energy)),
                      "per_method": {k: float(np.mean(h)) for k, h in zip(out["values"], hits)}})  # fmt: skip
         log(f"tuning {tag}: score {rows[-1]['score']:.3f} energy {rows[-1]['energy']:.3f}")
-    best = max(rows, key=lambda r: (r["score"], r["energy"]))
+    best = choose(rows)
     record = {"grid": {k: list(v) for k, v in grid.items()}, "scenes": dataclasses.asdict(scenes),
               "rule": rule, "reference": "noise", "steps": config.settings.steps,
               "criterion": "validation pointing score (then energy), DSSR and DSSR+ pooled",
