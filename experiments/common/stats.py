@@ -15,8 +15,7 @@ import numpy as np
 
 def bootstrap_ci(values, *, level: float = 0.95, resamples: int = 2000, seed: int = 0):
     """Percentile-bootstrap interval of the mean of `values` (NaNs dropped); (lo, hi)."""
-    v = np.asarray(values, np.float64).ravel()
-    v = v[np.isfinite(v)]
+    v = _finite(values)
     if v.size == 0:
         return (float("nan"), float("nan"))
     rng = np.random.default_rng(seed)
@@ -25,10 +24,15 @@ def bootstrap_ci(values, *, level: float = 0.95, resamples: int = 2000, seed: in
     return (float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha)))
 
 
+def _finite(values) -> np.ndarray:
+    """The finite entries of `values`, flattened, as float64."""
+    v = np.asarray(values, np.float64).ravel()
+    return v[np.isfinite(v)]
+
+
 def nan_mean(values) -> float:
     """The mean of the finite entries of `values`; NaN (without a warning) when there are none."""
-    v = np.asarray(values, np.float64).ravel()
-    v = v[np.isfinite(v)]
+    v = _finite(values)
     return float(v.mean()) if v.size else float("nan")
 
 
@@ -57,8 +61,8 @@ def summarize(per_seed: Sequence[float], items: Sequence | None = None) -> dict:
     return out
 
 
-def _nan_sd(values: np.ndarray) -> float:
-    v = values[np.isfinite(values)]
+def _nan_sd(values) -> float:
+    v = _finite(values)
     return float(np.std(v, ddof=1)) if v.size > 1 else float("nan")
 
 
