@@ -147,3 +147,60 @@ def test_gradcam_location_penalty_on_a_real_model():
     want = ((m[None] - cam) ** 2).mean()
     got = objective.penalty(params, {"image": x, "label": y}, params, objective.Fooling())
     np.testing.assert_allclose(got, want, rtol=1e-8)
+
+
+def test_logit_floor_adds_the_fall_of_the_two_logits_by_hand():
+    """keep_logits: the swap penalty plus keep * mean relu(z0 - z)^2 over the two classes."""
+    module = SmallCNN(widths=(4, "M", 8, 8))
+    params = init_module(module, jax.random.key(2), dtype=jnp.float64)
+    params0 = init_module(module, jax.random.key(3), dtype=jnp.float64)
+    xf = jnp.asarray(RNG.normal(size=(3, 28, 28, 1)))
+    b = {"image": xf, "label": np.zeros(3, int), "fool_image": xf}
+    plain = objective.Fooling("active", "gradcam", classes=(3, 8))
+    kept = objective.Fooling("active", "gradcam", classes=(3, 8), keep_logits=0.5)
+    z = np.asarray(jaxsal.logits(params, xf), np.float64)[:, [3, 8]]
+    z0 = np.asarray(jaxsal.logits(params0, xf), np.float64)[:, [3, 8]]
+    floor = (np.maximum(z0 - z, 0.0) ** 2).mean()
+    assert floor > 0  # two random models: some logit is lower in the fooled one
+    got = objective.penalty(params, b, params0, kept)
+    want = objective.penalty(params, b, params0, plain) + 0.5 * floor
+    np.testing.assert_allclose(got, want, rtol=1e-10)
+    # rising logits cost nothing; a fall is squared
+    np.testing.assert_allclose(
+        jaxsal.fooling.logit_floor_penalty(jnp.array([[5.0, -1.0]]), jnp.array([[2.0, 1.0]])),
+        0.5 * (0.0 + 2.0**2),
+    )
+
+
+def test_logit_floor_is_for_active_fooling_only():
+    with pytest.raises(ValueError, match="active fooling only"):
+        objective.Fooling("location", "lrp_t", keep_logits=0.1)
+    with pytest.raises(ValueError, match="keep_logits must be >= 0"):
+        objective.Fooling("active", "lrp_t", classes=(1, 2), keep_logits=-1.0)
+    with pytest.raises(ValueError, match=r"shape \(N, K\)"):
+        jaxsal.fooling.logit_floor_penalty(jnp.zeros(3), jnp.zeros(3))
+
+
+def test_negative_class_evidence_makes_the_lrp_t_map_vanish():
+    """The degenerate minimum of Active / LRP_T that the logit floor closes, by hand: with every
+    weight into class c negative (and no bias), the pooled features (>= 0 after ReLU) give
+    relevance of one sign, negative; relu leaves a zero map, whose swap penalty is half the
+    mean square of the original maps, whatever they show."""
+    params = init_module(SmallCNN(widths=(4, "M", 8, 8)), jax.random.key(4), dtype=jnp.float64)
+    head = params.params["classifier"]
+    kernel = head["kernel"].at[:, 3].set(-jnp.abs(head["kernel"][:, 3]))
+    bias = head["bias"].at[3].set(0.0)
+    negative = params.replace(
+        params={**params.params, "classifier": {"kernel": kernel, "bias": bias}}
+    )
+    x = jnp.asarray(RNG.normal(size=(2, 28, 28, 1)))
+    assert (np.asarray(jaxsal.logits(negative, x))[:, 3] < 0).all()
+    f = objective.Fooling("active", "lrp_t", classes=(3, 5))
+    h = np.asarray(objective.heatmap_of(negative, x, np.full(2, 3), f))
+    assert h.shape[0] == 2 and np.all(h == 0.0)
+    o3, o5 = (np.asarray(objective.heatmap_of(params, x, np.full(2, c), f)) for c in (3, 5))
+    assert o3.max() > 0.5 and o5.max() > 0.5  # the original's maps are not empty
+    from jaxsal.fooling import active_penalty
+
+    half = 0.5 * ((o3**2).mean() + (o5**2).mean())
+    np.testing.assert_allclose(active_penalty(h, h, o3, o5), half, rtol=1e-10)

@@ -36,8 +36,10 @@ def tiny_study(classes):
                       test_split="test", image_size=32, n_val=4, n_test=6, classes=classes,
                       n_fool_train=4, n_fool_val=3, n_fool_test=3)  # fmt: skip
     runs = (RunConfig("location", "gradcam", lam=1.0, lr=1e-3, steps=2, batch_size=4),
-            RunConfig("active", "lrp_t", lam=1.0, lr=1e-3, steps=2, batch_size=2, fool_batch=2))  # fmt: skip
-    ev = EvalConfig(methods=("gradcam", "lrp_t"), batch_size=8, aopc_runs=("location-gradcam",),
+            RunConfig("active", "lrp_t", lam=1.0, lr=1e-3, steps=2, batch_size=2, fool_batch=2,
+                      keep_logits=0.1))  # fmt: skip
+    ev = EvalConfig(methods=("gradcam", "lrp_t"), batch_size=8,
+                    aopc_runs=("location-gradcam", "active-lrp_t"),
                     aopc_images=2, aopc_steps=3, sample_images=2)  # fmt: skip
     return StudyConfig(data=data, train=None, runs=runs, eval=ev, checkpoint_every=1)
 
@@ -56,8 +58,10 @@ def test_study_on_mock_tfds_and_resume(tmp_path, float32):
             assert {"gradcam/", "lrp_t/"} == {k[: k.index("/") + 1] for k in run["fsr"]}
         act = first["runs"]["active-lrp_t"]["fsr"]
         assert {"lrp_t/spearman", "lrp_t/swap_c1", "lrp_t/swap_c2"} <= set(act)
-        curves = first["runs"]["location-gradcam"]["aopc"]
-        assert len(curves["original"]["original_map"]) == 4 and curves["fooled"]["random"][0] == 0
+        for name in ("location-gradcam", "active-lrp_t"):  # AOPC of an Active run: true class
+            curves = first["runs"][name]["aopc"]
+            assert len(curves["original"]["original_map"]) == 4
+            assert curves["fooled"]["random"][0] == 0
         assert (tmp_path / "report.md").exists() and (tmp_path / "figures" / "aopc.png").exists()
         run_dir = tmp_path / "seed-0" / "runs" / "location-gradcam"
         history = json.loads((run_dir / "run.json").read_text())["history"]
@@ -139,20 +143,30 @@ def test_long_configs_follow_their_validation_grids():
     grids recorded in docs/fooling.md (FSR, drop in points), and their schedules."""
     from experiments.fooling.tune import choose
 
-    grid_3000 = {  # tune --steps 3000 --lrs 2e-4, seed 0, validation
-        "location-gradcam": [(10, 1.0, -0.75), (3, 0.603, 3.85)],
-        "location-lrp_t": [(10, 0.6, 3.1), (30, 0.696, 7.15)],
-        "center_mass-gradcam": [(0.3, 0.9985, 6.25), (1, 0.9995, 9.15)],
-        "center_mass-lrp_t": [(0.3, 0.9985, 6.45), (1, 1.0, 6.15)],
-        "active-gradcam": [(10, 1.0, 4.1), (30, 1.0, 3.6)],
-        "active-lrp_t": [(10, 0.0, 5.0), (30, 0.0, 4.85)],
-    }
+    grid_3000 = {  # tune --steps 3000, seed 0, validation: (lambda, lr, FSR, drop)
+        "location-gradcam": [(10, 2e-4, 1.0, -0.75), (3, 2e-4, 0.603, 3.85)],
+        "location-lrp_t": [(10, 2e-4, 0.6, 3.1), (30, 2e-4, 0.696, 7.15), (3, 2e-4, 0.3745, 3.35),
+                           (3, 1e-4, 0.0635, 6.8), (10, 1e-4, 0.384, 4.1),
+                           (30, 1e-4, 0.5145, 10.85)],
+        "center_mass-gradcam": [(0.3, 2e-4, 0.9985, 6.25), (1, 2e-4, 0.9995, 9.15)],
+        "center_mass-lrp_t": [(0.3, 2e-4, 0.9985, 6.45), (1, 2e-4, 1.0, 6.15)],
+        "active-gradcam": [(10, 2e-4, 1.0, 4.1), (30, 2e-4, 1.0, 3.6)],
+        "active-lrp_t": [(10, 2e-4, 0.0, 5.0), (30, 2e-4, 0.0, 4.85)],
+        "active-lrp_t-floor": [(3, 2e-4, 0.356, 3.5), (10, 2e-4, 0.966, 6.3),
+                               (30, 2e-4, 0.995, 8.65)],
+    }  # fmt: skip
     long = load_config("experiments/fooling/configs/embedded.py:long")
-    assert [r.label for r in long.runs] == list(grid_3000)
+    assert [r.label for r in long.runs if r.lam] == list(grid_3000)
     for run in long.runs:
-        pts = [{"lam": lam, "lr": 2e-4, "fsr": f, "drop": d} for lam, f, d in grid_3000[run.label]]
-        assert run.lam == choose(pts, 1.5)["lam"], run.label
         assert (run.lr, run.steps, run.batch_size) == (2e-4, 3000, 16)
+        if not run.lam:  # the control: fine-tuning alone
+            assert run.label == "control-lam0"
+            continue
+        pts = [
+            {"lam": lam, "lr": lr, "fsr": f, "drop": d} for lam, lr, f, d in grid_3000[run.label]
+        ]
+        assert run.lam == choose(pts, 1.5)["lam"], run.label
+        assert run.keep_logits == (0.1 if run.label.endswith("floor") else 0.0)
     topk = load_config("experiments/fooling/configs/embedded.py:topk_long")
     assert [(r.label, r.lam, r.lr, r.steps) for r in topk.runs] == [
         ("topk-gradcam", 1.0, 2e-4, 600),
@@ -188,3 +202,35 @@ def test_active_classes_skip_pairs_with_constant_maps(monkeypatch):
     assert np.isnan(scores["0-1"]) and scores["1-2"] == pytest.approx(1.0)
     with pytest.raises(ValueError, match="set DataConfig.classes"):
         calibrate.choose_classes(None, Data(), candidates=[(0, 1)], n=3)
+
+
+def test_run_keys_made_before_the_logit_floor_still_match():
+    """A run's JSON (cache keys, run records) names keep_logits only when it is set, nested too."""
+    run = RunConfig("active", "lrp_t", lam=30.0, lr=2e-4, steps=3000)
+    written_before = {"kind": "active", "method": "lrp_t", "lam": 30.0, "lr": 2e-4,
+                      "steps": 3000, "batch_size": 16, "fool_batch": 8, "samples": 8,
+                      "robust_eps": None, "name": None}  # fmt: skip
+    assert as_json(run) == written_before
+    assert as_json({"runs": [run]}) == {"runs": [written_before]}
+    kept = dataclasses.replace(run, keep_logits=0.1)
+    assert as_json(kept) == {**written_before, "keep_logits": 0.1}
+    assert kept.fooling((3, 6)).keep_logits == 0.1
+
+
+def test_adversarial_analysis_summary_over_seeds_by_hand():
+    """The report's over-seeds table of the adversarial analysis: mean ± sd (ddof 1), N and n."""
+    from experiments.fooling.report import analyses_text
+
+    def seed(top1, pgd, fsr):
+        parts = {name: {"top1": t, "pgd_top1": p, "fsr": {"gradcam": f}}
+                 for name, t, p, f in zip(("original", "robust", "robust_fooled"), top1, pgd, fsr)}  # fmt: skip
+        return {"eps": 0.25, "replays": 4, "run": {"kind": "location", "method": "gradcam"},
+                **parts}  # fmt: skip
+
+    adv = [seed((0.97, 0.95, 0.94), (0.1, 0.5, 0.45), (0.0, 0.0, 0.9)),
+           seed((0.98, 0.96, 0.92), (0.2, 0.6, 0.55), (0.0, 0.1, 0.7))]  # fmt: skip
+    text = analyses_text({"adversarial": adv, "config": {"data": {"n_test": 2000}}})
+    assert "mean ± sd over N = 2 seeds (n = 2000 test images each)" in text
+    # robust_fooled: Top-1 (0.94, 0.92) -> 0.930 ± 0.014; PGD 0.500 ± 0.071; FSR 0.800 ± 0.141
+    assert "| robust_fooled | 0.930 ± 0.014 | 0.500 ± 0.071 | gradcam 0.800 ± 0.141 |" in text
+    assert "mean ± sd" not in analyses_text({"adversarial": adv[:1]})

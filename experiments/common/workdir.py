@@ -14,9 +14,12 @@ import numpy as np
 
 
 def as_json(obj: Any) -> Any:
-    """Dataclasses, tuples and NumPy / JAX values as JSON-able Python values."""
+    """Dataclasses (through their `to_json()` where they define one), tuples and NumPy / JAX
+    values as JSON-able Python values."""
+    if hasattr(obj, "to_json") and not isinstance(obj, type):
+        return as_json(obj.to_json())
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return as_json(dataclasses.asdict(obj))
+        return {f.name: as_json(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
     if isinstance(obj, Mapping):
         return {str(k): as_json(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):

@@ -116,7 +116,7 @@ def adversarial(seed_dir, config: StudyConfig, params0, data, fooled, *, classes
                                         config.eval.batch_size)}  # fmt: skip
         return out
 
-    key = {"analysis": dataclasses.asdict(a), "eval": config.eval, "seed": seed}
+    key = {"analysis": a, "eval": config.eval, "seed": seed}
     return cached(root / "adversarial.json", key, compute)
 
 

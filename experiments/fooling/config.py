@@ -69,6 +69,8 @@ class RunConfig:
       robust_eps: when set, the cross-entropy is taken on FGSM examples of this
         radius (fooling an adversarially trained model while keeping its robustness).
       name: directory name (default "kind-method").
+      keep_logits: active fooling only, not in the paper: weight of the logit
+        floor on the composites (`jaxsal.fooling.Fooling.keep_logits`).
     """
 
     kind: str
@@ -81,6 +83,7 @@ class RunConfig:
     samples: int = 8
     robust_eps: float | None = None
     name: str | None = None
+    keep_logits: float = 0.0
 
     @property
     def label(self) -> str:
@@ -89,7 +92,16 @@ class RunConfig:
     def fooling(self, classes) -> Fooling:
         """The `Fooling` of this run (classes are used by active fooling only)."""
         return Fooling(kind=self.kind, method=self.method, lam=self.lam, samples=self.samples,
-                       classes=tuple(classes) if self.kind == "active" else None)  # fmt: skip
+                       classes=tuple(classes) if self.kind == "active" else None,
+                       keep_logits=self.keep_logits)  # fmt: skip
+
+    def to_json(self) -> dict:
+        """The run as the JSON of cache keys and records; `keep_logits` (added later) only
+        when set, so work directories made before it still match their runs."""
+        out = dataclasses.asdict(self)
+        if not self.keep_logits:
+            del out["keep_logits"]
+        return out
 
 
 @dataclasses.dataclass(frozen=True)

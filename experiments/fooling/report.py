@@ -8,7 +8,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments.common import fmt, markdown_table, output_names, save_figure, write_json
+from experiments.common import (
+    fmt,
+    markdown_table,
+    output_names,
+    save_figure,
+    summarize,
+    write_json,
+)
 from jaxsal import viz
 from jaxsal.fooling import heatmap_of
 
@@ -150,6 +157,21 @@ def analyses_text(results: dict) -> str:
         out += [f"### Free adversarial training (eps {ad['eps']}, m = {ad['replays']}) and "
                 f"{ad['run']['kind']}/{ad['run']['method']} fooling of the robust model "
                 f"(seed {s})", "",
+                markdown_table(["model", "Top-1", "PGD Top-1", "FSR (paper's R_I)"], rows), ""]  # fmt: skip
+    adv = results.get("adversarial", [])
+    if len(adv) > 1:
+
+        def over_seeds(values):
+            return fmt(summarize(values), 3 if max(values) <= 1 else 2)
+
+        rows = [[name, over_seeds([a[name]["top1"] for a in adv]),
+                 over_seeds([a[name]["pgd_top1"] for a in adv]),
+                 ", ".join(f"{m} {over_seeds([a[name]['fsr'][m] for a in adv])}"
+                           for m in adv[0][name]["fsr"])]
+                for name in ("original", "robust", "robust_fooled")]  # fmt: skip
+        n = results.get("config", {}).get("data", {}).get("n_test") or "all the"
+        out += [f"### Adversarial training and fooling: mean ± sd over N = {len(adv)} seeds "
+                f"(n = {n} test images each)", "",
                 markdown_table(["model", "Top-1", "PGD Top-1", "FSR (paper's R_I)"], rows), ""]  # fmt: skip
     for s, sg in enumerate(results.get("smoothgrad", [])):
         rows = [[name, f"{sg[name]['top1']:.3f}",

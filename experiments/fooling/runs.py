@@ -243,7 +243,7 @@ def aopc(params, params0, data: FoolingData, fooling: Fooling, *, images: int, s
     from jaxsal.fooling import aopc_curves
 
     if fooling.kind == "active":  # AOPC is on ordinary images and the true class
-        fooling = dataclasses.replace(fooling, kind="location", classes=None)
+        fooling = dataclasses.replace(fooling, kind="location", classes=None, keep_logits=0.0)
     ev = data.split("test")
     n = min(images, len(ev["label"]))
     curves = aopc_curves(params0, params, ev["image"][:n], ev["label"][:n], fooling,

@@ -52,6 +52,7 @@ from jaxsal.fooling.penalties import (
     center_shift,
     location_mask,
     location_penalty,
+    logit_floor_penalty,
     topk_penalty,
 )
 from jaxsal.fooling.perturbation import aopc, perturbation_curve, region_relevance
@@ -88,6 +89,7 @@ __all__ = [
     "fooling_success_rate",
     "location_mask",
     "location_penalty",
+    "logit_floor_penalty",
     "location_test_loss",
     "mass_in_boxes",
     "perturbation_curve",

@@ -44,6 +44,7 @@ from jaxsal.fooling.penalties import (
     center_mass_penalty,
     location_mask,
     location_penalty,
+    logit_floor_penalty,
     topk_penalty,
 )
 from jaxsal.methods import METHODS, Method, method
@@ -71,6 +72,9 @@ class Fooling:
       samples: SmoothGrad samples.
       noise_level: SmoothGrad noise, a fraction of each image's value range.
       seed: seed of the SmoothGrad noise.
+      keep_logits: active fooling only, not in the paper: weight of
+        `logit_floor_penalty` on the composites' logits of the two classes,
+        added to the swap penalty (0, the default, is the paper's objective).
     """
 
     kind: str = "location"
@@ -83,6 +87,7 @@ class Fooling:
     samples: int = 8
     noise_level: float = 0.15
     seed: int = 0
+    keep_logits: float = 0.0
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -98,6 +103,13 @@ class Fooling:
                 raise ValueError(f"active fooling needs two different classes, got {self.classes}")
         if self.lam < 0:
             raise ValueError(f"lam must be >= 0, got {self.lam}")
+        if self.keep_logits < 0:
+            raise ValueError(f"keep_logits must be >= 0, got {self.keep_logits}")
+        if self.keep_logits and self.kind != "active":
+            raise ValueError(
+                f"keep_logits applies to active fooling only (this fooling is {self.kind}); "
+                "leave it at 0"
+            )
 
     @property
     def name(self) -> str:
@@ -168,7 +180,8 @@ def penalty(
       Location: mean (m - h)^2 to the frame mask (input-level LRP: the -1
       centre variant); Top-k: mean squared normalised map on the original's
       top pixels; Center-mass: minus the L1 shift of the centre of mass;
-      Active: the swapped-maps MSE on `batch["fool_image"]`.
+      Active: the swapped-maps MSE on `batch["fool_image"]` (plus
+      `keep_logits * logit_floor_penalty` of the two classes' logits there).
     """
     params0 = jax.lax.stop_gradient(params0)
     key = _key(fooling, batch) if fooling.method_of().stochastic else None
@@ -185,7 +198,12 @@ def penalty(
             heatmap_of(params0, xf, c1, fooling, key=key),
             heatmap_of(params0, xf, c2, fooling, key=key),
         )
-        return active_penalty(h1, h2, o1, o2)
+        lf = active_penalty(h1, h2, o1, o2)
+        if fooling.keep_logits:
+            pair = jnp.asarray(fooling.classes)
+            z, z0 = params.apply(xf)[:, pair], params0.apply(xf)[:, pair]
+            lf = lf + fooling.keep_logits * logit_floor_penalty(z, z0)
+        return lf
     x, y = batch["image"], _labels(batch)
     h = heatmap_of(params, x, y, fooling, key=key)
     if fooling.kind == "location":

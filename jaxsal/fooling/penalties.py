@@ -258,3 +258,33 @@ def active_penalty(
         _mean_hw((h_c1 - sg(h_c2_orig)) ** 2) + _mean_hw((h_c2 - sg(h_c1_orig)) ** 2)
     )
     return _reduce(per_image, reduction)
+
+
+def logit_floor_penalty(
+    logits: jax.Array, logits_orig: jax.Array, *, reduction: str = "mean"
+) -> jax.Array:
+    """How far the fooled model's logits fell below the original's: `mean relu(z0 - z)^2`.
+
+    Not in Heo et al.: an optional term of Active fooling (`Fooling.keep_logits`)
+    on the composites' logits of the two swapped classes. LRP's relevance
+    starts at the logit, so a model that drives both logits negative on the
+    composites makes the relu'd LRP_T maps vanish, which halves the swap
+    penalty without swapping anything (a degenerate minimum); this term closes
+    that route and leaves logits free to rise.
+
+    Args:
+      logits: fooled model's logits, shape (N, K) (e.g. the K = 2 swapped classes).
+      logits_orig: the original model's logits, same shape (no gradient).
+      reduction: "mean" (over the batch) or "none" (one value per image).
+
+    Returns:
+      A scalar, or shape (N,) with `reduction="none"`.
+    """
+    logits, logits_orig = jnp.asarray(logits), jnp.asarray(logits_orig)
+    if logits.ndim != 2 or logits.shape != logits_orig.shape:
+        raise ValueError(
+            "logits and logits_orig must both have shape (N, K), got "
+            f"{logits.shape} and {logits_orig.shape}"
+        )
+    drop = jax.nn.relu(jax.lax.stop_gradient(logits_orig) - logits)
+    return _reduce((drop**2).mean(axis=1), reduction)
