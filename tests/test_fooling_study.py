@@ -12,7 +12,13 @@ import tensorflow_datasets as tfds
 import jaxsal
 from experiments.common import as_json, load_config
 from experiments.fooling.calibrate import interval
-from experiments.fooling.config import DataConfig, EvalConfig, RunConfig, StudyConfig
+from experiments.fooling.config import (
+    AnalysisConfig,
+    DataConfig,
+    EvalConfig,
+    RunConfig,
+    StudyConfig,
+)
 from experiments.fooling.main import parse_analyses
 from experiments.fooling.study import run_study
 from jaxsal.models import SmallCNN
@@ -212,6 +218,7 @@ def test_run_keys_made_before_the_logit_floor_still_match():
                       "robust_eps": None, "name": None}  # fmt: skip
     assert as_json(run) == written_before
     assert as_json({"runs": [run]}) == {"runs": [written_before]}
+    assert as_json(AnalysisConfig(adv_run=run))["adv_run"] == written_before  # in a dataclass
     kept = dataclasses.replace(run, keep_logits=0.1)
     assert as_json(kept) == {**written_before, "keep_logits": 0.1}
     assert kept.fooling((3, 6)).keep_logits == 0.1

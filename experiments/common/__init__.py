@@ -16,6 +16,7 @@ from experiments.common.photos import photo_batch
 from experiments.common.report import markdown_table, save_figure
 from experiments.common.stats import bootstrap_ci, fmt, nan_mean, summarize
 from experiments.common.workdir import (
+    OMIT_AT_DEFAULT,
     as_json,
     cached,
     cached_arrays,
@@ -28,6 +29,7 @@ from experiments.common.workdir import (
 
 __all__ = [
     "EMBEDDED",
+    "OMIT_AT_DEFAULT",
     "add_common_arguments",
     "as_json",
     "base_model",

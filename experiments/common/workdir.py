@@ -7,19 +7,26 @@ import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import jax
 import numpy as np
 
+# Dataclass field metadata: leave the field out of `as_json` while it holds its default.
+OMIT_AT_DEFAULT = MappingProxyType({"omit_at_default": True})
+
 
 def as_json(obj: Any) -> Any:
-    """Dataclasses (through their `to_json()` where they define one), tuples and NumPy / JAX
-    values as JSON-able Python values."""
-    if hasattr(obj, "to_json") and not isinstance(obj, type):
-        return as_json(obj.to_json())
+    """Dataclasses, tuples and NumPy / JAX values as JSON-able Python values.
+
+    A dataclass field declared with `metadata=OMIT_AT_DEFAULT` (one added after work
+    directories were written) is left out while it holds its default, so the keys and
+    records written before it still match.
+    """
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: as_json(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        return {f.name: as_json(getattr(obj, f.name)) for f in dataclasses.fields(obj)
+                if not (f.metadata.get("omit_at_default") and getattr(obj, f.name) == f.default)}  # fmt: skip
     if isinstance(obj, Mapping):
         return {str(k): as_json(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from experiments.common.workdir import OMIT_AT_DEFAULT
 from jaxsal.fooling.objective import Fooling
 from jaxsal.train import TrainConfig
 
@@ -83,7 +84,7 @@ class RunConfig:
     samples: int = 8
     robust_eps: float | None = None
     name: str | None = None
-    keep_logits: float = 0.0
+    keep_logits: float = dataclasses.field(default=0.0, metadata=OMIT_AT_DEFAULT)  # added later
 
     @property
     def label(self) -> str:
@@ -94,14 +95,6 @@ class RunConfig:
         return Fooling(kind=self.kind, method=self.method, lam=self.lam, samples=self.samples,
                        classes=tuple(classes) if self.kind == "active" else None,
                        keep_logits=self.keep_logits)  # fmt: skip
-
-    def to_json(self) -> dict:
-        """The run as the JSON of cache keys and records; `keep_logits` (added later) only
-        when set, so work directories made before it still match their runs."""
-        out = dataclasses.asdict(self)
-        if not self.keep_logits:
-            del out["keep_logits"]
-        return out
 
 
 @dataclasses.dataclass(frozen=True)

@@ -161,8 +161,8 @@ def analyses_text(results: dict) -> str:
     adv = results.get("adversarial", [])
     if len(adv) > 1:
 
-        def over_seeds(values):
-            return fmt(summarize(values), 3 if max(values) <= 1 else 2)
+        def over_seeds(values):  # shares in [0, 1]: three digits
+            return fmt(summarize(values))
 
         rows = [[name, over_seeds([a[name]["top1"] for a in adv]),
                  over_seeds([a[name]["pgd_top1"] for a in adv]),

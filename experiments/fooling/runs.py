@@ -11,7 +11,6 @@ under any interval and bootstrap intervals can be computed afterwards.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import time
@@ -242,9 +241,7 @@ def aopc(params, params0, data: FoolingData, fooling: Fooling, *, images: int, s
     """AOPC curves of the original and the fooled model (Heo et al. figure 4a) on test images."""
     from jaxsal.fooling import aopc_curves
 
-    if fooling.kind == "active":  # AOPC is on ordinary images and the true class
-        fooling = dataclasses.replace(fooling, kind="location", classes=None, keep_logits=0.0)
-    ev = data.split("test")
+    ev = data.split("test")  # ordinary images and their true class, for every kind
     n = min(images, len(ev["label"]))
     curves = aopc_curves(params0, params, ev["image"][:n], ev["label"][:n], fooling,
                          key=jax.random.key(seed), steps=steps,
