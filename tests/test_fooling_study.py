@@ -139,7 +139,11 @@ def test_tuning_choice_by_hand():
            {"lam": 1.0, "lr": 5e-4, "fsr": 0.4, "drop": 1.4},
            {"lam": 3.0, "lr": 5e-4, "fsr": 0.9, "drop": 6.0}]  # fmt: skip
     assert choose(pts, 1.5)["lam"] == 1.0  # the best FSR within the drop
-    assert choose(pts, 0.4)["lam"] == 0.3  # none within: the gentlest, not the best FSR
+    assert choose(pts, 0.4)["lam"] == 3.0  # none within: the gentlest of those fooled (>= 0.5)
+    both = [*pts, {"lam": 10.0, "lr": 5e-4, "fsr": 0.95, "drop": 9.0}]
+    assert choose(both, 0.4)["lam"] == 3.0  # the smaller drop, not the higher FSR
+    assert choose(pts[:2], 0.4)["lam"] == 0.3  # none fooled either: the gentlest
+    assert choose(pts, 0.4, min_fsr=0.95)["lam"] == 0.3
     tie = [dict(pts[0], fsr=0.0), dict(pts[1], fsr=0.0)]
     assert choose(tie, 1.5)["lam"] == 0.3  # ties: the lower lambda
 
@@ -158,21 +162,30 @@ def test_long_configs_follow_their_validation_grids():
         "center_mass-lrp_t": [(0.3, 2e-4, 0.9985, 6.45), (1, 2e-4, 1.0, 6.15)],
         "active-gradcam": [(10, 2e-4, 1.0, 4.1), (30, 2e-4, 1.0, 3.6)],
         "active-lrp_t": [(10, 2e-4, 0.0, 5.0), (30, 2e-4, 0.0, 4.85)],
-        "active-lrp_t-floor": [(3, 2e-4, 0.356, 3.5), (10, 2e-4, 0.966, 6.3),
-                               (30, 2e-4, 0.995, 8.65)],
+        # fine-tuned on scenes drawn anew every pass (reposition)
+        "location-lrp_t-reposition": [(10, 2e-4, 0.39, 2.75), (30, 2e-4, 0.6975, 4.9),
+                                      (20, 2e-4, 0.6935, 5.15), (15, 2e-4, 0.68, 8.0)],
+        "active-lrp_t-floor-reposition": [(3, 2e-4, 0.152, 2.05), (10, 2e-4, 0.925, 3.2),
+                                          (5, 2e-4, 0.665, 2.05)],
     }  # fmt: skip
     long = load_config("experiments/fooling/configs/embedded.py:long")
     assert [r.label for r in long.runs if r.lam] == list(grid_3000)
     for run in long.runs:
         assert (run.lr, run.steps, run.batch_size) == (2e-4, 3000, 16)
-        if not run.lam:  # the control: fine-tuning alone
-            assert run.label == "control-lam0"
+        assert run.reposition == run.label.endswith("-reposition")
+        assert run.keep_logits == (0.1 if "floor" in run.label else 0.0)
+        if not run.lam:  # the controls: fine-tuning alone
+            assert run.label in ("control-lam0", "control-lam0-reposition")
             continue
         pts = [
             {"lam": lam, "lr": lr, "fsr": f, "drop": d} for lam, lr, f, d in grid_3000[run.label]
         ]
         assert run.lam == choose(pts, 1.5)["lam"], run.label
-        assert run.keep_logits == (0.1 if run.label.endswith("floor") else 0.0)
+    # The fixed-scene floor's grid (superseded by the reposition run): the amended fallback
+    # takes the smallest drop among the fooled points, lambda 10, where the first took 3.
+    floor = [{"lam": lam, "lr": 2e-4, "fsr": f, "drop": d}
+             for lam, f, d in ((3, 0.356, 3.5), (10, 0.966, 6.3), (30, 0.995, 8.65))]  # fmt: skip
+    assert choose(floor, 1.5)["lam"] == 10
     topk = load_config("experiments/fooling/configs/embedded.py:topk_long")
     assert [(r.label, r.lam, r.lr, r.steps) for r in topk.runs] == [
         ("topk-gradcam", 1.0, 2e-4, 600),
@@ -211,7 +224,8 @@ def test_active_classes_skip_pairs_with_constant_maps(monkeypatch):
 
 
 def test_run_keys_made_before_the_logit_floor_still_match():
-    """A run's JSON (cache keys, run records) names keep_logits only when it is set, nested too."""
+    """A run's JSON (cache keys, run records) names keep_logits and reposition only when they
+    are set, nested too."""
     run = RunConfig("active", "lrp_t", lam=30.0, lr=2e-4, steps=3000)
     written_before = {"kind": "active", "method": "lrp_t", "lam": 30.0, "lr": 2e-4,
                       "steps": 3000, "batch_size": 16, "fool_batch": 8, "samples": 8,
@@ -222,6 +236,8 @@ def test_run_keys_made_before_the_logit_floor_still_match():
     kept = dataclasses.replace(run, keep_logits=0.1)
     assert as_json(kept) == {**written_before, "keep_logits": 0.1}
     assert kept.fooling((3, 6)).keep_logits == 0.1
+    moved = dataclasses.replace(run, reposition=True)
+    assert as_json(moved) == {**written_before, "reposition": True}
 
 
 def test_adversarial_analysis_summary_over_seeds_by_hand():
@@ -241,3 +257,36 @@ def test_adversarial_analysis_summary_over_seeds_by_hand():
     # robust_fooled: Top-1 (0.94, 0.92) -> 0.930 ± 0.014; PGD 0.500 ± 0.071; FSR 0.800 ± 0.141
     assert "| robust_fooled | 0.930 ± 0.014 | 0.500 ± 0.071 | gradcam 0.800 ± 0.141 |" in text
     assert "mean ± sd" not in analyses_text({"adversarial": adv[:1]})
+
+
+def test_reposition_draws_the_training_scenes_anew_every_pass():
+    """With reposition, pass 0 is the fixed set and pass 1 is one new draw of the scene
+    generator (seed (0, 99, 1)): every training digit once, new images; batches stay a pure
+    function of the step; a source of fixed records refuses it."""
+    from experiments.fooling.data import FoolingData, make_data
+    from jaxsal.data import photo_composites, photo_scenes
+
+    data = make_data(DataConfig(n_fool_train=8))
+    kw = dict(batch_size=850, fool_batch=4, classes=(3, 6), seed=0)  # 4 steps per pass
+
+    def one_pass(first, reposition):
+        bs = [data.train_batch(s, **kw, reposition=reposition) for s in range(first, first + 4)]
+        return {k: np.concatenate([b[k] for b in bs]) for k in ("image", "label")}, bs
+
+    (fixed0, _), (fixed1, _) = one_pass(0, False), one_pass(4, False)
+    (rep0, _), (rep1, bs1) = one_pass(0, True), one_pass(4, True)
+    np.testing.assert_array_equal(rep0["image"], fixed0["image"])
+    rows = lambda a: np.sort(a.reshape(len(a), -1), axis=0)  # noqa: E731 - order-free compare
+    np.testing.assert_array_equal(rows(fixed1["image"]), rows(fixed0["image"]))  # the same set
+    new = photo_scenes("train", size=64, n=3400, seed=(0, 99, 1))
+    np.testing.assert_array_equal(rows(rep1["image"]), rows(new.images))
+    assert not np.array_equal(rows(rep1["image"]), rows(fixed0["image"]))
+    assert np.bincount(rep1["label"], minlength=10).tolist() == [340] * 10
+    again = make_data(DataConfig(n_fool_train=8)).train_batch(5, **kw, reposition=True)
+    np.testing.assert_array_equal(again["image"], bs1[1]["image"])
+    # Composites: 2 steps per pass of 8; pass 1 (steps 2, 3) comes from seed (0, 99, 1).
+    comp = [data.train_batch(s, **kw, reposition=True)["fool_image"] for s in (2, 3)]
+    drawn = photo_composites("train", classes=(3, 6), size=64, n=8, seed=(0, 99, 1)).images
+    np.testing.assert_array_equal(rows(np.concatenate(comp)), rows(drawn))
+    with pytest.raises(ValueError, match="leave RunConfig.reposition False"):
+        FoolingData().train_batch(0, batch_size=2, reposition=True)

@@ -72,6 +72,10 @@ class RunConfig:
       name: directory name (default "kind-method").
       keep_logits: active fooling only, not in the paper: weight of the logit
         floor on the composites (`jaxsal.fooling.Fooling.keep_logits`).
+      reposition: embedded scenes only: every pass over the training scenes (and
+        composites) draws them anew, training digits at new positions on new
+        background crops, as the base model's recipe does (False: one fixed set,
+        seen again every pass; `FoolingData.train_batch`).
     """
 
     kind: str
@@ -85,6 +89,7 @@ class RunConfig:
     robust_eps: float | None = None
     name: str | None = None
     keep_logits: float = dataclasses.field(default=0.0, metadata=OMIT_AT_DEFAULT)  # added later
+    reposition: bool = dataclasses.field(default=False, metadata=OMIT_AT_DEFAULT)  # added later
 
     @property
     def label(self) -> str:

@@ -36,7 +36,7 @@ from jaxsal.data import (
     tfds_images,
 )
 from jaxsal.data import STD as BLANK_STD
-from jaxsal.data.tfds_images import batch_indices
+from jaxsal.data.tfds_images import batch_indices, steps_per_epoch
 
 SPLITS = ("train", "validation", "test")
 
@@ -54,18 +54,35 @@ class FoolingData:
     """Training batches and evaluation sets of a `DataConfig` (see `make_data`)."""
 
     config: DataConfig
+    can_reposition = False  # whether `train_batch(..., reposition=True)` can draw new scenes
 
     def train_batch(self, step: int, *, batch_size: int, fool_batch: int = 0, classes=None,
-                    seed: int = 0) -> dict:  # fmt: skip
-        """Batch `step`: {"image", "label", "index"} (+ "fool_image" when fool_batch > 0)."""
+                    seed: int = 0, reposition: bool = False) -> dict:  # fmt: skip
+        """Batch `step`: {"image", "label", "index"} (+ "fool_image" when fool_batch > 0).
+
+        With `reposition` (embedded scenes only), every pass over the training
+        scenes (and over the training composites) draws them anew from the scene
+        seed `(DataConfig.seed, 99, pass)`: training digits at new positions on new
+        background crops (with the default 3,400 scenes, every training digit once
+        per pass), as the base model's recipe does
+        (`jaxsal.train.TrainConfig.reposition`). The first pass holds the fixed
+        scenes used without it.
+        """
+        if reposition and not self.can_reposition:
+            raise ValueError(
+                f"reposition draws new embedded scenes every pass; {type(self).__name__} "
+                "serves fixed records, so leave RunConfig.reposition False with this source"
+            )
         n = self._num_train()
         idx = batch_indices(n, step, batch_size=batch_size, seed=seed)
-        batch = self._train_records(idx)
+        epoch = step // steps_per_epoch(n, batch_size, drop_remainder=True) if reposition else 0
+        batch = self._train_records(idx, epoch)
         batch["index"] = np.full((batch_size,), step, np.int32)  # SmoothGrad's noise key
         if fool_batch:
-            fool = self.composites("train", classes)["image"]
-            j = batch_indices(len(fool), step, batch_size=fool_batch, seed=seed + 1)
-            batch["fool_image"] = fool[j]
+            m = len(self.composites("train", classes)["image"])
+            j = batch_indices(m, step, batch_size=fool_batch, seed=seed + 1)
+            pass_ = step // steps_per_epoch(m, fool_batch, drop_remainder=True) if reposition else 0
+            batch["fool_image"] = self._train_composites(classes, pass_)["image"][j]
         return batch
 
     def split(self, name: str) -> dict[str, np.ndarray]:
@@ -83,12 +100,17 @@ class FoolingData:
     def _num_train(self) -> int:
         raise NotImplementedError
 
-    def _train_records(self, idx) -> dict:
+    def _train_records(self, idx, epoch: int = 0) -> dict:
         raise NotImplementedError
+
+    def _train_composites(self, classes, epoch: int = 0) -> dict[str, np.ndarray]:
+        return self.composites("train", classes)
 
 
 class EmbeddedData(FoolingData):
     """Digit scenes: version 2 (photographs) or version 1 (blank canvases), see `DataConfig`."""
+
+    can_reposition = True
 
     def __init__(self, config: DataConfig):
         if config.scenes not in ("photo", "blank"):
@@ -105,8 +127,28 @@ class EmbeddedData(FoolingData):
     def _num_train(self):
         return len(self._train)
 
-    def _train_records(self, idx):
-        return {"image": self._train.images[idx], "label": self._train.labels[idx]}
+    @functools.lru_cache(maxsize=1)  # noqa: B019 - one pass at a time; a pass takes ~0.1 s
+    def _epoch_scenes(self, epoch):
+        return self._scenes("train", self.config.n_train, (self.config.seed, 99, epoch))
+
+    def _train_records(self, idx, epoch=0):
+        scenes = self._epoch_scenes(epoch) if epoch else self._train
+        return {"image": scenes.images[idx], "label": scenes.labels[idx]}
+
+    @functools.lru_cache(maxsize=1)  # noqa: B019
+    def _train_composites(self, classes, epoch=0):
+        if not epoch:
+            return self.composites("train", classes)
+        s = self._composite_scenes("train", classes, self.config.n_fool_train,
+                                   (self.config.seed, 99, epoch))  # fmt: skip
+        return {"image": s.images}
+
+    def _composite_scenes(self, split, classes, n, seed):
+        c = self.config
+        a, b = (int(k) for k in classes)
+        if c.scenes == "photo":
+            return photo_composites(split, classes=(a, b), size=c.size, n=n, seed=seed)
+        return composite_scenes(split, classes=(a, b), size=c.size, n=n, seed=seed, noise=c.noise)
 
     @functools.lru_cache(maxsize=4)  # noqa: B019 - one data object per study
     def split(self, name):
@@ -120,13 +162,8 @@ class EmbeddedData(FoolingData):
         c = self.config
         n = {"train": c.n_fool_train, "validation": c.n_fool_val, "test": c.n_fool_test}[split]
         a, b = (int(k) for k in classes)
-        if c.scenes == "photo":
-            s = photo_composites(split, classes=(a, b), size=c.size, n=n, seed=c.seed)
-            slots = 2
-        else:
-            s = composite_scenes(split, classes=(a, b), size=c.size, n=n, seed=c.seed,
-                                 noise=c.noise)  # fmt: skip
-            slots = 1
+        s = self._composite_scenes(split, (a, b), n, c.seed)
+        slots = 2 if c.scenes == "photo" else 1  # objects of one class per composite
         return {"image": s.images, "boxes_c1": _boxes_of(s.labels, s.boxes, a, slots),
                 "boxes_c2": _boxes_of(s.labels, s.boxes, b, slots)}  # fmt: skip
 
@@ -151,7 +188,7 @@ class TfdsData(FoolingData):
         n = len(self._src["train"])
         return n if self.config.num_records is None else min(n, self.config.num_records)
 
-    def _train_records(self, idx):
+    def _train_records(self, idx, epoch=0):
         return tfds_images._load(self._src["train"], idx, self.config.image_size, None)
 
     @functools.lru_cache(maxsize=4)  # noqa: B019

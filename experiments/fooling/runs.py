@@ -108,7 +108,7 @@ def fool(
 
     def batch_fn(step):
         return data.train_batch(step, batch_size=run.batch_size, fool_batch=fool_batch,
-                                classes=classes, seed=seed)  # fmt: skip
+                                classes=classes, seed=seed, reposition=run.reposition)  # fmt: skip
 
     t0 = time.perf_counter()
     params, history = train.fit(
